@@ -1,0 +1,1 @@
+"""Ready-made training objectives for greentune studies."""

@@ -1,0 +1,235 @@
+"""The energy ledger and the two places it acts: starting trials and stopping them.
+
+The ledger lives in the driver. It holds the last energy every trial reported (live
+heartbeats while running, the final figure at the end) plus the driver's own CPU
+energy, and answers two questions: may another trial start, and is the budget spent.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ray.tune import Stopper
+from ray.tune.search import Searcher
+
+from tuner.config import ENERGY_METRIC
+from tuner.energy import J_PER_KWH
+
+FINAL_STATUSES = ("completed", "failed")
+RESULT_FIELDS = (
+    "energy_source",
+    "energy_uncertainty",
+    "duration_s",
+    "avg_power_w",
+    "cpu_time_s",
+    "greentune_epochs",
+    "greentune_error",
+    "node",
+)
+
+
+@dataclass
+class TrialEntry:
+    """One trial's row in the ledger; ``status`` is ``running`` until a final report."""
+
+    trial_id: str
+    params: dict[str, Any]
+    status: str = "pending"
+    energy_kwh: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+    ended_at: float | None = None
+    mlflow_run_id: str | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.status not in ("pending", "running")
+
+
+class EnergyLedger:
+    """Energy spent by a study: every trial's last report plus the driver's overhead."""
+
+    def __init__(self, budget_kwh: float, watts_per_core: float, metric: str) -> None:
+        self.budget_kwh = budget_kwh
+        self.watts_per_core = watts_per_core
+        self.metric = metric
+        self.entries: dict[str, TrialEntry] = {}
+        self._driver_cpu_start = time.process_time()
+        self.budget_exhausted_at: float | None = None
+
+    # ------------------------------------------------------------------ updates
+
+    def start(self, trial_id: str, params: dict[str, Any]) -> None:
+        self.entries.setdefault(trial_id, TrialEntry(trial_id, dict(params), status="running"))
+
+    def observe(self, trial_id: str, result: dict[str, Any]) -> TrialEntry:
+        """Take a trial's result (heartbeat or final). Idempotent for the same result."""
+        entry = self.entries.setdefault(trial_id, TrialEntry(trial_id, dict(result.get("config", {}))))
+        if entry.final:
+            return entry
+        energy = result.get(ENERGY_METRIC)
+        if energy is not None and math.isfinite(energy):
+            entry.energy_kwh = float(energy)
+        entry.info.update({k: result[k] for k in RESULT_FIELDS if k in result})
+        status = result.get("greentune_status", "running")
+        if self.metric in result:
+            entry.metrics[self.metric] = float(result[self.metric])
+        entry.status = status
+        if status in FINAL_STATUSES:
+            entry.ended_at = time.time()
+            entry.metrics.update(_numeric_metrics(result))
+        if self.exhausted and self.budget_exhausted_at is None:
+            self.budget_exhausted_at = time.time()
+        return entry
+
+    def fail(self, trial_id: str, error: str) -> TrialEntry:
+        """A trial that died without a final report: its last live energy stays counted."""
+        entry = self.entries.setdefault(trial_id, TrialEntry(trial_id, {}))
+        if not entry.final:
+            entry.status = "failed"
+            entry.info["greentune_error"] = error
+            entry.ended_at = time.time()
+        return entry
+
+    def close_unfinished(self) -> list[TrialEntry]:
+        """Mark trials Ray stopped before their final report; their energy stays counted."""
+        closed = []
+        for entry in self.entries.values():
+            if not entry.final:
+                entry.status = "stopped_by_budget" if self.exhausted else "stopped"
+                entry.ended_at = time.time()
+                closed.append(entry)
+        return closed
+
+    # ------------------------------------------------------------------ questions
+
+    @property
+    def trials_kwh(self) -> float:
+        return sum(e.energy_kwh for e in self.entries.values())
+
+    @property
+    def overhead_kwh(self) -> float:
+        """Driver CPU time since the study began (Ax fitting, Tune's loop, logging)."""
+        return (time.process_time() - self._driver_cpu_start) * self.watts_per_core / J_PER_KWH
+
+    @property
+    def total_kwh(self) -> float:
+        return self.trials_kwh + self.overhead_kwh
+
+    @property
+    def exhausted(self) -> bool:
+        return self.total_kwh >= self.budget_kwh
+
+    @property
+    def expected_trial_kwh(self) -> float | None:
+        """Median energy of completed trials; ``None`` until one completes."""
+        done = [e.energy_kwh for e in self.entries.values() if e.status == "completed"]
+        return statistics.median(done) if done else None
+
+    def running(self) -> list[TrialEntry]:
+        return [e for e in self.entries.values() if not e.final]
+
+    def can_start_trial(self) -> bool:
+        """Whether one more trial of the expected energy fits in what is left.
+
+        Running trials are charged at least the expected energy, since they will most
+        likely spend that much before they finish.
+        """
+        if self.exhausted:
+            return False
+        expected = self.expected_trial_kwh
+        if expected is None:
+            return True
+        committed = sum(
+            e.energy_kwh if e.final else max(e.energy_kwh, expected) for e in self.entries.values()
+        )
+        return committed + self.overhead_kwh + expected <= self.budget_kwh
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for entry in self.entries.values():
+            out[entry.status] = out.get(entry.status, 0) + 1
+        return out
+
+
+def _numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
+    skip = {ENERGY_METRIC, *RESULT_FIELDS}
+    out = {}
+    for key, value in result.items():
+        if key in skip or key.startswith(("greentune_", "time_", "config")) or isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float)) and key not in _RAY_RESULT_KEYS:
+            out[key] = float(value)
+    return out
+
+
+_RAY_RESULT_KEYS = frozenset(
+    {"timestamp", "training_iteration", "pid", "done", "iterations_since_restore", "time_total_s",
+     "time_this_iter_s", "time_since_restore", "checkpoint_dir_name"}
+)
+
+
+class BudgetGate(Searcher):
+    """Wraps a searcher so that no trial starts unless its expected energy fits.
+
+    While trials are still running, the answer is "wait" (``None``): one of them may
+    finish under its expected energy and leave room. With nothing running and no room,
+    the search is ``FINISHED``.
+    """
+
+    def __init__(self, inner: Searcher, ledger: EnergyLedger, max_trials: int | None) -> None:
+        # No metric towards Ray: heartbeats carry energy only, and Ray would reject them.
+        super().__init__(metric=None, mode=None)
+        self.inner = inner
+        self.ledger = ledger
+        self.max_trials = max_trials
+        self.finish_reason: str | None = None
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.max_trials is not None and len(self.ledger.entries) >= self.max_trials:
+            return self._finish("max_trials reached")
+        if not self.ledger.can_start_trial():
+            if self.ledger.running():
+                return None
+            return self._finish("energy budget cannot fit another trial")
+        params = self.inner.suggest(trial_id)
+        if params == Searcher.FINISHED:
+            return self._finish("search space exhausted")
+        if isinstance(params, dict):
+            self.ledger.start(trial_id, params)
+        return params
+
+    def _finish(self, reason: str) -> str:
+        self.finish_reason = self.finish_reason or reason
+        return Searcher.FINISHED
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self.inner.on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self.inner.on_trial_complete(trial_id, result=result, error=error)
+
+    def save(self, checkpoint_path: str) -> None:
+        self.inner.save(checkpoint_path)
+
+
+class BudgetStopper(Stopper):
+    """Stops every running trial once the ledger reaches the budget."""
+
+    def __init__(self, ledger: EnergyLedger) -> None:
+        self.ledger = ledger
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        self.ledger.observe(trial_id, result)
+        return self.ledger.exhausted
+
+    def stop_all(self) -> bool:
+        return self.ledger.exhausted

@@ -1,0 +1,96 @@
+"""The driver-side Ray Tune callback: books each trial, logs it to MLflow, shows progress."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ray.tune import Callback
+
+from tuner._budget import EnergyLedger, TrialEntry
+from tuner.tracking import StudyTracker
+
+logger = logging.getLogger("tuner")
+
+
+class StudyCallback(Callback):
+    """Turns Ray's trial events into ledger entries, MLflow child runs and progress lines."""
+
+    def __init__(
+        self,
+        ledger: EnergyLedger,
+        tracker: StudyTracker,
+        front_size: Callable[[], int],
+        persist: Callable[[], None],
+        progress_every_s: float | None = 10.0,
+    ) -> None:
+        self.ledger = ledger
+        self.tracker = tracker
+        self.front_size = front_size
+        self.persist = persist
+        self.progress_every_s = progress_every_s
+        self.history: dict[str, list[tuple[int, dict[str, float]]]] = {}
+        self._last_progress = 0.0
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        entry = self.ledger.observe(trial.trial_id, result)
+        epoch = int(result.get("greentune_epochs", 0))
+        steps = self.history.setdefault(trial.trial_id, [])
+        if epoch > 0 and (not steps or steps[-1][0] < epoch) and entry.status == "running":
+            steps.append((epoch, dict(entry.metrics)))
+        self._maybe_progress()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        entry = self.ledger.entries.get(trial.trial_id)
+        if entry is not None and entry.final:
+            self.record(entry)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        error = _error_text(trial)
+        self.record(self.ledger.fail(trial.trial_id, error))
+
+    def record(self, entry: TrialEntry) -> None:
+        """Log a finished trial once and persist the table, so a crash loses nothing."""
+        if entry.mlflow_run_id is not None:
+            return
+        try:
+            entry.mlflow_run_id = self.tracker.log_trial(entry, self.history.pop(entry.trial_id, []))
+        except Exception as exc:  # noqa: BLE001 - tracking must not kill a study mid-budget
+            logger.warning("could not log trial %s to MLflow: %s", entry.trial_id, exc)
+            entry.mlflow_run_id = ""
+        self.persist()
+        self._maybe_progress(force=True)
+
+    def _maybe_progress(self, force: bool = False) -> None:
+        if self.progress_every_s is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_progress < self.progress_every_s:
+            return
+        self._last_progress = now
+        print(progress_line(self.ledger, self.front_size()), file=sys.stderr, flush=True)
+
+
+def progress_line(ledger: EnergyLedger, front_size: int) -> str:
+    counts = ledger.counts()
+    done = counts.get("completed", 0)
+    share = 100 * ledger.total_kwh / ledger.budget_kwh
+    return (
+        f"[greentune] trials: {done} done, {counts.get('running', 0)} running, "
+        f"{counts.get('failed', 0)} failed | energy {ledger.total_kwh:.3g} / {ledger.budget_kwh:.3g} kWh "
+        f"({share:.0f}%) | Pareto front: {front_size}"
+    )
+
+
+def _error_text(trial: Any) -> str:
+    path = getattr(trial, "error_file", None) or getattr(trial, "pickled_error_file", None)
+    try:
+        if path and str(path).endswith(".txt"):
+            with open(path) as handle:
+                return handle.read()[-4000:]
+    except OSError:
+        pass
+    return "trial process failed (see Ray logs)"

@@ -1,0 +1,177 @@
+"""The trial wrapper: runs one objective call inside an energy window, in a Ray trial.
+
+The objective runs in a daemon thread so that this (Ray's) thread can report the live
+energy every ``report_interval_s`` even when the objective never calls
+:func:`tuner.report`; the driver's budget depends on those heartbeats. Every trial ends
+with one final report carrying ``greentune_status`` (``completed`` or ``failed``), the
+metrics and the energy, so a failing objective loses none of the energy it spent.
+
+This module must stay light: it is imported in every trial process, and neither Ax
+nor torch may be imported there unless the objective itself does.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import socket
+import threading
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tuner.config import ENERGY_METRIC
+from tuner.energy import CpuTimeMeter, Measurement
+
+REPORTED_SOURCE = "reported"
+_WINDOW = "trial"
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """What a trial needs from the study config; small, so Ray ships it cheaply."""
+
+    objective: Callable[..., Any] | str
+    metric: str
+    watts_per_core: float
+    report_interval_s: float
+
+
+class _Session:
+    """The running trial's channel from :func:`report` to the wrapper thread."""
+
+    def __init__(self) -> None:
+        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
+
+
+_current: _Session | None = None
+
+
+def report(**metrics: float) -> None:
+    """Report intermediate metrics (for example once per epoch) from inside an objective.
+
+    Outside a greentune trial this does nothing, so an objective can be called directly
+    in a notebook or a unit test.
+    """
+    session = _current
+    if session is None:
+        return
+    session.events.put(("report", _as_floats(metrics)))
+
+
+def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
+    """Ray Tune function trainable: objective + energy window + heartbeats."""
+    from ray import tune
+
+    global _current
+    meter = CpuTimeMeter(settings.watts_per_core)
+    session = _Session()
+    _current = session
+    meter.begin_window(_WINDOW)
+    worker = threading.Thread(
+        target=_call_objective, args=(settings.objective, params, session), daemon=True
+    )
+    worker.start()
+    latest: dict[str, float] = {}
+    epochs = 0
+    try:
+        while True:
+            try:
+                kind, payload = session.events.get(timeout=settings.report_interval_s)
+            except queue.Empty:
+                kind, payload = "heartbeat", None
+            if kind in ("returned", "raised"):
+                break
+            if kind == "report":
+                latest.update(payload)
+                epochs += 1
+            live = meter.read_window(_WINDOW)
+            tune.report({**latest, **_energy_fields(live), "greentune_status": "running", "greentune_epochs": epochs})
+    finally:
+        _current = None
+    measured = meter.end_window(_WINDOW)
+    tune.report(_final_record(kind, payload, latest, epochs, measured, settings.metric))
+
+
+def _call_objective(objective: Callable[..., Any] | str, params: dict[str, Any], session: _Session) -> None:
+    try:
+        from tuner.config import resolve_objective
+
+        result = resolve_objective(objective)(dict(params))
+    except BaseException as exc:  # noqa: BLE001 - any failure is this trial's result
+        detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:])
+        session.events.put(("raised", f"{type(exc).__name__}: {exc}\n{detail}"))
+    else:
+        session.events.put(("returned", result))
+
+
+def _final_record(
+    kind: str, payload: Any, latest: dict[str, float], epochs: int, measured: Measurement, metric: str
+) -> dict[str, Any]:
+    record: dict[str, Any] = {**latest, "greentune_epochs": epochs, "node": socket.gethostname()}
+    energy = measured
+    try:
+        if kind == "raised":
+            raise _TrialFailure(f"objective raised {payload}")
+        metrics = _check_metrics(payload, latest, metric)
+        record.update(metrics)
+        if ENERGY_METRIC in metrics:
+            energy = Measurement(
+                energy_kwh=metrics[ENERGY_METRIC],
+                duration_s=measured.duration_s,
+                source=REPORTED_SOURCE,
+                relative_uncertainty=math.nan,  # unknown: the objective's own meter
+                cpu_time_s=measured.cpu_time_s,
+            )
+        record["greentune_status"] = "completed"
+    except _TrialFailure as exc:
+        record["greentune_status"] = "failed"
+        record["greentune_error"] = str(exc)[:4000]
+    record.update(_energy_fields(energy))
+    return record
+
+
+class _TrialFailure(Exception):
+    pass
+
+
+def _check_metrics(returned: Any, latest: dict[str, float], metric: str) -> dict[str, float]:
+    if returned is None:
+        returned = {}
+    if not isinstance(returned, Mapping):
+        raise _TrialFailure(f"objective must return a dict of metrics, got {type(returned).__name__}")
+    try:
+        metrics = {**latest, **_as_floats(returned)}
+    except (TypeError, ValueError) as exc:
+        raise _TrialFailure(str(exc)) from None
+    if metric not in metrics:
+        raise _TrialFailure(
+            f"objective did not return metric '{metric}' (it returned: {sorted(returned) or 'nothing'})"
+        )
+    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+    if bad:
+        raise _TrialFailure(f"metric '{bad[0]}' is not finite ({metrics[bad[0]]})")
+    if ENERGY_METRIC in metrics and metrics[ENERGY_METRIC] < 0:
+        raise _TrialFailure(f"metric '{ENERGY_METRIC}' is negative ({metrics[ENERGY_METRIC]})")
+    return metrics
+
+
+def _as_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+            raise TypeError(f"metric '{key}' must be a number, got {type(value).__name__}")
+        out[str(key)] = float(value)
+    return out
+
+
+def _energy_fields(m: Measurement) -> dict[str, Any]:
+    return {
+        ENERGY_METRIC: m.energy_kwh,
+        "energy_source": m.source,
+        "energy_uncertainty": m.relative_uncertainty,
+        "duration_s": m.duration_s,
+        "avg_power_w": m.avg_power_w,
+        "cpu_time_s": m.cpu_time_s,
+    }

@@ -1,0 +1,359 @@
+"""The study config: one pydantic model for Python dicts, YAML files and objects alike.
+
+Everything a study needs is validated here, before Ray starts or any energy is spent.
+Unknown keys are rejected with the nearest valid key as a suggestion, because a typo
+in a budget field silently falling back to a default would waste real energy.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+ENERGY_METRIC = "energy_kwh"
+"""The second objective of every study, always minimised."""
+
+RESERVED_NAMES = frozenset(
+    {ENERGY_METRIC, "energy_source", "duration_s", "avg_power_w", "status", "error", "trial_id"}
+)
+
+
+class ConfigError(ValueError):
+    """A study config is invalid. The message names the field and the fix."""
+
+
+class _Strict(BaseModel):
+    """Base model that rejects unknown keys and suggests the nearest valid one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_keys(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            valid = set(cls.model_fields)
+            for key in data:
+                if key not in valid:
+                    hint = difflib.get_close_matches(str(key), sorted(valid), n=1, cutoff=0.5)
+                    suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
+                    raise ValueError(
+                        f"unknown key '{key}'{suggestion} Valid keys: {', '.join(sorted(valid))}"
+                    )
+        return data
+
+
+# --------------------------------------------------------------------------- search space
+
+
+class FloatRange(_Strict):
+    """A float in ``[low, high]``, optionally searched on a log scale."""
+
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> FloatRange:
+        _check_range(self.low, self.high, self.log)
+        return self
+
+
+class IntRange(_Strict):
+    """An integer in ``[low, high]`` (both inclusive), optionally on a log scale."""
+
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> IntRange:
+        _check_range(self.low, self.high, self.log)
+        return self
+
+
+class Choice(_Strict):
+    """One of ``values``. ``ordered: true`` tells the optimiser that neighbours are similar."""
+
+    type: Literal["choice"]
+    values: list[Union[bool, int, float, str]]
+    ordered: bool = False
+
+    @field_validator("values")
+    @classmethod
+    def _check_values(cls, values: list[Any]) -> list[Any]:
+        if len(values) < 1:
+            raise ValueError("a choice needs at least one value")
+        if len({repr(v) for v in values}) != len(values):
+            raise ValueError(f"choice values must be unique, got {values}")
+        kinds = {type(v) for v in values}
+        if len(kinds) > 1 and not kinds <= {int, float}:
+            raise ValueError(f"choice values must share one type, got {values}")
+        return values
+
+
+class Fixed(_Strict):
+    """A constant passed to every trial unchanged."""
+
+    type: Literal["fixed"]
+    value: Any
+
+
+Parameter = Annotated[Union[FloatRange, IntRange, Choice, Fixed], Field(discriminator="type")]
+
+
+def _check_range(low: float, high: float, log: bool) -> None:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError("low and high must be finite")
+    if low >= high:
+        raise ValueError(f"low ({low}) must be less than high ({high}); use type: fixed for a constant")
+    if log and low <= 0:
+        raise ValueError(f"a log-scale range needs low > 0, got {low}")
+
+
+def _as_parameter_spec(value: Any) -> Any:
+    """Plain scalars and lists in YAML are shorthand for fixed values."""
+    if isinstance(value, Mapping) and "type" in value:
+        return value
+    if isinstance(value, BaseModel):
+        return value
+    return {"type": "fixed", "value": value}
+
+
+# --------------------------------------------------------------------------- sections
+
+
+class Resources(_Strict):
+    """Resources Ray reserves for each trial."""
+
+    cpu: float = Field(1.0, ge=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+class MlflowSettings(_Strict):
+    """Where results are tracked. ``tracking_uri`` defaults to a SQLite file in ``output_dir``."""
+
+    tracking_uri: str | None = None
+    experiment: str | None = None
+
+
+class EnergySettings(_Strict):
+    """How trial energy is measured when the objective does not report it.
+
+    ``watts_per_core`` is the power of one fully busy CPU core. The default, 10 W, is a
+    round figure near TDP divided by core count for common CPUs (65 W / 8 cores desktop,
+    150 W / 20 cores Xeon Gold 6248, 280 W / 64 cores EPYC 7763 are 8.1, 7.5 and 4.4 W);
+    it is an estimate with an uncertainty of about +/-50 %, and is recorded as such.
+    """
+
+    watts_per_core: float = Field(10.0, gt=0)
+    report_interval_s: float = Field(2.0, gt=0, le=60)
+
+
+Strategy = Literal["bo", "grid", "random", "sobol"]
+
+
+class StudyConfig(_Strict):
+    """Everything a study needs. See the README's YAML schema for the same fields."""
+
+    objective: Any
+    search_space: dict[str, Parameter]
+    budget_kwh: float
+    name: str | None = None
+    metric: str = "accuracy"
+    mode: Literal["max", "min"] = "max"
+    metric_threshold: float | None = None
+    max_trials: int | None = Field(None, ge=1)
+    max_concurrent_trials: int | None = Field(None, ge=1)
+    resources_per_trial: Resources = Resources()
+    strategy: Strategy = "bo"
+    seed: int | None = None
+    grid_resolution: int = Field(3, ge=2, le=50)
+    initial_trials: int | None = Field(None, ge=1)
+    output_dir: Path | None = None
+    mlflow: MlflowSettings = MlflowSettings()
+    energy: EnergySettings = EnergySettings()
+    pue: float = Field(1.0, ge=1.0)
+    address: str | None = None
+
+    @field_validator("objective")
+    @classmethod
+    def _check_objective(cls, value: Any) -> Any:
+        if callable(value):
+            return value
+        if isinstance(value, str):
+            resolve_objective(value)  # fail now, not in a trial
+            return value
+        raise ValueError("objective must be a callable or a 'module:function' string")
+
+    @field_validator("search_space", mode="before")
+    @classmethod
+    def _expand_shorthand(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping) or not value:
+            raise ValueError("search_space must be a non-empty mapping of parameter name to spec")
+        return {str(k): _as_parameter_spec(v) for k, v in value.items()}
+
+    @field_validator("search_space")
+    @classmethod
+    def _check_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        clash = sorted(RESERVED_NAMES & set(value))
+        if clash:
+            raise ValueError(f"parameter names {clash} are reserved for greentune's own columns")
+        if all(_fixed_value(p) is not _NOT_FIXED for p in value.values()):
+            raise ValueError("search_space has only fixed values; add at least one range or choice")
+        return value
+
+    @field_validator("budget_kwh")
+    @classmethod
+    def _check_budget(cls, value: float) -> float:
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"budget_kwh must be a positive number of kWh, got {value}")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
+            raise ValueError("name may hold letters, digits, '_', '-' and '.' only")
+        return value
+
+    @model_validator(mode="after")
+    def _check_metric(self) -> StudyConfig:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.metric):
+            raise ValueError(f"metric '{self.metric}' must be an identifier (letters, digits, '_')")
+        if self.metric in RESERVED_NAMES:
+            raise ValueError(f"metric '{self.metric}' is reserved; energy is always the second objective")
+        return self
+
+    # ----------------------------------------------------------------- derived values
+
+    @property
+    def study_name(self) -> str:
+        """``name``, or the objective function's name."""
+        if self.name:
+            return self.name
+        func = resolve_objective(self.objective)
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", getattr(func, "__name__", "study")) or "study"
+
+    @property
+    def resolved_output_dir(self) -> Path:
+        """Absolute output directory: Ray trials run elsewhere, so relative paths break."""
+        base = self.output_dir or Path("greentune-runs") / self.study_name
+        return Path(os.path.abspath(os.path.expanduser(base)))
+
+    @property
+    def tracking_uri(self) -> str:
+        """Config, then ``MLFLOW_TRACKING_URI``, then a SQLite file under ``output_dir``."""
+        if self.mlflow.tracking_uri:
+            return self.mlflow.tracking_uri
+        env = os.environ.get("MLFLOW_TRACKING_URI")
+        if env:
+            return env
+        return f"sqlite:///{self.resolved_output_dir / 'mlflow.db'}"
+
+    @property
+    def tunable(self) -> dict[str, FloatRange | IntRange | Choice]:
+        """Parameters the searcher chooses (a one-value choice counts as fixed)."""
+        return {k: p for k, p in self.search_space.items() if _fixed_value(p) is _NOT_FIXED}
+
+    @property
+    def fixed(self) -> dict[str, Any]:
+        """Parameters passed to every trial unchanged."""
+        values = {k: _fixed_value(p) for k, p in self.search_space.items()}
+        return {k: v for k, v in values.items() if v is not _NOT_FIXED}
+
+
+_NOT_FIXED = object()
+
+
+def _fixed_value(param: Any) -> Any:
+    if isinstance(param, Fixed):
+        return param.value
+    if isinstance(param, Choice) and len(param.values) == 1:
+        return param.values[0]
+    return _NOT_FIXED
+
+
+def resolve_objective(objective: Callable[..., Any] | str) -> Callable[..., Any]:
+    """Turn ``"package.module:function"`` into the function, with errors that say what failed."""
+    if callable(objective):
+        return objective
+    module_name, sep, attr = objective.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"objective '{objective}' must look like 'module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"objective module '{module_name}' cannot be imported: {exc}") from exc
+    func = module
+    for part in attr.split("."):
+        if not hasattr(func, part):
+            raise ValueError(f"objective '{objective}': module '{module_name}' has no '{attr}'")
+        func = getattr(func, part)
+    if not callable(func):
+        raise ValueError(f"objective '{objective}' is not callable")
+    return func  # type: ignore[return-value]
+
+
+def load_config(
+    source: StudyConfig | Mapping[str, Any] | str | os.PathLike[str], **overrides: Any
+) -> StudyConfig:
+    """Build a validated :class:`StudyConfig` from an object, a dict or a YAML path.
+
+    ``overrides`` that are not ``None`` replace top-level keys (the CLI flags and the
+    keyword arguments of :func:`tuner.tune`). Raises :class:`ConfigError` naming the field.
+    """
+    if isinstance(source, StudyConfig):
+        data: dict[str, Any] = dict(source)
+    elif isinstance(source, Mapping):
+        data = dict(source)
+    elif isinstance(source, (str, os.PathLike)):
+        data = _read_yaml(Path(source))
+    else:
+        raise ConfigError(f"config must be a StudyConfig, a dict or a YAML path, got {type(source).__name__}")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"study file '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"study file '{path}' is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"study file '{path}' must hold a mapping of config keys")
+    return data
+
+
+def _describe(exc: ValidationError) -> str:
+    """One readable line per problem, each naming its field."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if p not in {"float", "int", "choice", "fixed"})
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "is required"
+        lines.append(f"{loc or 'config'}: {msg}")
+    return "invalid study config: " + "; ".join(lines)

@@ -1,0 +1,139 @@
+"""What a study returns: the trials table, its Pareto front and the energy totals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tuner.config import ENERGY_METRIC
+
+
+def pareto_mask(metric: np.ndarray, energy: np.ndarray, mode: str = "max") -> np.ndarray:
+    """True for points no other point dominates (better or equal in both, better in one)."""
+    better = metric if mode == "max" else -metric
+    n = len(better)
+    keep = np.ones(n, dtype=bool)
+    for i in range(n):
+        dominated_by = (better >= better[i]) & (energy <= energy[i]) & (
+            (better > better[i]) | (energy < energy[i])
+        )
+        keep[i] = not dominated_by.any()
+    return keep
+
+
+@dataclass
+class TuneResult:
+    """The outcome of :func:`tuner.tune`.
+
+    ``trials`` has one row per trial: its parameters, metrics, ``energy_kwh``,
+    ``energy_source``, ``status`` (``completed``, ``failed``, ``stopped_by_budget``,
+    ``stopped``) and timing. ``total_energy_kwh`` is the trials' energy plus
+    ``overhead_kwh``, the driver's own (mostly Ax's) CPU energy.
+    """
+
+    trials: pd.DataFrame
+    metric: str
+    mode: str
+    budget_kwh: float
+    total_energy_kwh: float
+    overhead_kwh: float
+    param_names: list[str]
+    mlflow_run_id: str | None = None
+    tracking_uri: str | None = None
+    output_dir: Path | None = None
+    pue: float = 1.0
+    finish_reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def completed(self) -> pd.DataFrame:
+        return self.trials[self.trials["status"] == "completed"]
+
+    @property
+    def pareto_front(self) -> pd.DataFrame:
+        """Non-dominated completed trials, sorted by energy (cheapest first)."""
+        done = self.completed
+        if done.empty:
+            return done
+        mask = pareto_mask(done[self.metric].to_numpy(float), done[ENERGY_METRIC].to_numpy(float), self.mode)
+        return done[mask].sort_values(ENERGY_METRIC).drop_duplicates([self.metric, ENERGY_METRIC])
+
+    @property
+    def facility_energy_kwh(self) -> float:
+        """``total_energy_kwh`` x PUE: what the building drew, cooling included."""
+        return self.total_energy_kwh * self.pue
+
+    def knee(self) -> pd.Series | None:
+        """The best trade-off on the front.
+
+        Rule: normalise the metric and ``log10(energy_kwh)`` to [0, 1] over the front, and
+        take the member closest (Euclidean) to the ideal corner (best metric, least
+        energy). Energy is compared in log space because a 10x saving matters the same
+        at any scale. ``None`` when no trial completed.
+        """
+        front = self.pareto_front
+        if front.empty:
+            return None
+        if len(front) == 1:
+            return front.iloc[0]
+        metric = front[self.metric].to_numpy(float)
+        goodness = metric if self.mode == "max" else -metric
+        log_energy = np.log10(np.maximum(front[ENERGY_METRIC].to_numpy(float), 1e-300))
+        distance = np.hypot(1 - _unit(goodness), _unit(log_energy))
+        return front.iloc[int(np.argmin(distance))]
+
+    def best(self, min_accuracy: float | None = None, max_energy_kwh: float | None = None) -> pd.Series | None:
+        """The best completed trial under optional limits.
+
+        With ``max_energy_kwh``: the best metric among trials that used at most that.
+        With ``min_accuracy`` (any metric: "at least this good"): the cheapest trial that
+        reaches it. With both: the best metric within both. With neither: the best
+        metric overall. ``None`` if no trial qualifies.
+        """
+        done = self.completed
+        metric = done[self.metric]
+        if min_accuracy is not None:
+            done = done[metric >= min_accuracy] if self.mode == "max" else done[metric <= min_accuracy]
+        if max_energy_kwh is not None:
+            done = done[done[ENERGY_METRIC] <= max_energy_kwh]
+        if done.empty:
+            return None
+        if min_accuracy is not None and max_energy_kwh is None:
+            return done.sort_values(ENERGY_METRIC).iloc[0]
+        ordered = done.sort_values([self.metric, ENERGY_METRIC], ascending=[self.mode == "min", True])
+        return ordered.iloc[0]
+
+    def summary(self) -> str:
+        """A short, printable account of the study."""
+        counts = self.trials["status"].value_counts().to_dict() if not self.trials.empty else {}
+        lines = [
+            f"trials: {len(self.trials)} ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))})",
+            f"energy: {self.total_energy_kwh:.6g} kWh of {self.budget_kwh:.6g} kWh budget "
+            f"(trials {self.total_energy_kwh - self.overhead_kwh:.6g}, tuner overhead {self.overhead_kwh:.6g})",
+        ]
+        sources = sorted(set(self.trials.get("energy_source", pd.Series(dtype=str)).dropna()))
+        if sources:
+            lines.append(f"energy source: {', '.join(sources)}")
+        if self.finish_reason:
+            lines.append(f"stopped because: {self.finish_reason}")
+        return "\n".join(lines)
+
+    def front_table(self) -> str:
+        """The Pareto front as a plain-text table (knee marked with *)."""
+        front = self.pareto_front
+        if front.empty:
+            return "(no completed trials: the Pareto front is empty)"
+        knee = self.knee()
+        cols = [self.metric, ENERGY_METRIC, *self.param_names]
+        table = front[cols].copy()
+        table.insert(0, "knee", ["*" if knee is not None and idx == knee.name else "" for idx in table.index])
+        return table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def _unit(values: np.ndarray) -> np.ndarray:
+    span = values.max() - values.min()
+    return (values - values.min()) / span if span > 0 else np.zeros_like(values)

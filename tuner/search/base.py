@@ -1,0 +1,103 @@
+"""The searcher seam: a Ray Tune ``Searcher`` that speaks in finished trial outcomes.
+
+Ray calls :meth:`suggest` and :meth:`on_trial_complete` with raw result dicts; this base
+class turns those into a small ``ask``/``tell`` contract so that a new optimiser only
+has to implement two methods::
+
+    class FirstValue(GreentuneSearcher):
+        def ask(self):
+            return {name: spec.values[0] for name, spec in self.space.items()}
+        def tell(self, params, outcome):
+            pass
+
+``ask`` returns a parameter dict, ``None`` to wait, or ``Searcher.FINISHED``.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ray.tune.search import Searcher
+
+from tuner.config import ENERGY_METRIC, Choice, FloatRange, IntRange
+
+logger = logging.getLogger(__name__)
+
+SearchParam = FloatRange | IntRange | Choice
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a finished trial tells the optimiser."""
+
+    status: Literal["completed", "failed", "stopped"]
+    metric: float | None = None
+    energy_kwh: float | None = None
+    error: str | None = None
+
+
+def outcome_from_result(result: dict[str, Any] | None, metric: str, error: bool) -> Outcome:
+    """Read a trial's last Ray result as an :class:`Outcome`."""
+    if error or not result:
+        return Outcome("failed", error=(result or {}).get("greentune_error"))
+    status = result.get("greentune_status")
+    if status == "completed":
+        return Outcome("completed", float(result[metric]), float(result[ENERGY_METRIC]))
+    if status == "failed":
+        return Outcome("failed", error=result.get("greentune_error"))
+    return Outcome("stopped")
+
+
+class GreentuneSearcher(Searcher, abc.ABC):
+    """Base class for greentune's optimisers, plugged into Ray Tune as a ``Searcher``."""
+
+    def __init__(
+        self,
+        space: dict[str, SearchParam],
+        fixed: dict[str, Any] | None = None,
+        metric: str = "accuracy",
+        mode: str = "max",
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.space = dict(space)
+        self.fixed = dict(fixed or {})
+        self.seed = seed
+        self.cpu_seconds = 0.0  # this searcher's own CPU time: the cost of choosing
+        self.step_seconds: list[float] = []
+        self._live: dict[str, dict[str, Any]] = {}
+
+    @abc.abstractmethod
+    def ask(self) -> dict[str, Any] | str | None:
+        """The next parameters to try, ``None`` to wait, or ``Searcher.FINISHED``."""
+
+    @abc.abstractmethod
+    def tell(self, params: dict[str, Any], outcome: Outcome) -> None:
+        """Learn from a finished trial that ``ask`` proposed."""
+
+    # ------------------------------------------------------------------- Ray interface
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return True  # the space and objectives were fixed at construction
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        start_cpu, start_wall = time.process_time(), time.perf_counter()
+        params = self.ask()
+        self.cpu_seconds += time.process_time() - start_cpu
+        if isinstance(params, dict):
+            self.step_seconds.append(time.perf_counter() - start_wall)
+            self._live[trial_id] = params
+            return {**self.fixed, **params}
+        return params
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        params = self._live.pop(trial_id, None)
+        if params is None:
+            return
+        start = time.process_time()
+        self.tell(params, outcome_from_result(result, self.metric, error))
+        self.cpu_seconds += time.process_time() - start

@@ -1,0 +1,86 @@
+"""Grid and random search: the baselines greentune is measured against."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import numpy as np
+from ray.tune.search import Searcher
+
+from tuner.config import Choice, FloatRange, IntRange
+from tuner.search.base import GreentuneSearcher, Outcome, SearchParam
+
+
+def grid_levels(param: SearchParam, resolution: int) -> list[Any]:
+    """Evenly spaced values of one parameter (log-spaced on a log scale)."""
+    if isinstance(param, Choice):
+        return list(param.values)
+    space = np.geomspace if param.log else np.linspace
+    points = space(param.low, param.high, resolution)
+    if isinstance(param, IntRange):
+        return sorted({int(round(p)) for p in points})
+    return [float(p) for p in points]
+
+
+class GridSearcher(GreentuneSearcher):
+    """Every combination of the grid levels, in a seeded random order.
+
+    Random order means a budget that runs out part-way leaves an unbiased sample of
+    the grid, instead of only the low end of the first parameter.
+    """
+
+    def __init__(self, *args: Any, resolution: int = 3, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        names = list(self.space)
+        combos = list(itertools.product(*(grid_levels(self.space[n], resolution) for n in names)))
+        order = np.random.default_rng(self.seed).permutation(len(combos))
+        self._points = [dict(zip(names, combos[i])) for i in order]
+        self._next = 0
+
+    @property
+    def size(self) -> int:
+        return len(self._points)
+
+    def ask(self) -> dict[str, Any] | str | None:
+        if self._next >= len(self._points):
+            return Searcher.FINISHED
+        point = self._points[self._next]
+        self._next += 1
+        return _plain(point)
+
+    def tell(self, params: dict[str, Any], outcome: Outcome) -> None:
+        pass  # a grid does not learn
+
+
+class RandomSearcher(GreentuneSearcher):
+    """Independent uniform samples (log-uniform on log-scale ranges)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rng = np.random.default_rng(self.seed)
+
+    def ask(self) -> dict[str, Any]:
+        return {name: sample(param, self._rng) for name, param in self.space.items()}
+
+    def tell(self, params: dict[str, Any], outcome: Outcome) -> None:
+        pass
+
+
+def sample(param: SearchParam, rng: np.random.Generator) -> Any:
+    """One uniform draw from a parameter's domain."""
+    if isinstance(param, Choice):
+        return param.values[int(rng.integers(len(param.values)))]
+    if isinstance(param, FloatRange):
+        if param.log:
+            return float(math.exp(rng.uniform(math.log(param.low), math.log(param.high))))
+        return float(rng.uniform(param.low, param.high))
+    if param.log:
+        value = math.exp(rng.uniform(math.log(param.low), math.log(param.high + 1)))
+        return int(min(param.high, max(param.low, math.floor(value))))
+    return int(rng.integers(param.low, param.high + 1))
+
+
+def _plain(point: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.item() if isinstance(v, np.generic) else v for k, v in point.items()}

@@ -1,0 +1,153 @@
+"""MLflow records: one parent run per study, one child run per trial, from the driver only.
+
+Trials never talk to MLflow themselves: one writer means no lock contention on SQLite,
+no credentials on workers, and nothing logged twice when Ray retries an actor.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuner.config import ENERGY_METRIC
+
+if TYPE_CHECKING:
+    from tuner._budget import TrialEntry
+    from tuner.config import StudyConfig
+    from tuner.result import TuneResult
+
+_MLFLOW_STATUS = {"completed": "FINISHED", "failed": "FAILED"}
+_MAX_TAG = 5000
+
+
+class StudyTracker:
+    """Writes a study and its trials to MLflow with ``MlflowClient`` (no global run state)."""
+
+    def __init__(self, config: StudyConfig, output_dir: Path) -> None:
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        self.tracking_uri = config.tracking_uri
+        self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        self._mlflow = mlflow
+        name = config.mlflow.experiment or f"greentune-{config.study_name}"
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is None:
+            # A local store gets its artifacts next to it, not in the cwd's ./mlruns.
+            local = self.tracking_uri.startswith(("sqlite:", "file:", "/"))
+            location = (output_dir / "mlartifacts").as_uri() if local else None
+            self.experiment_id = self.client.create_experiment(name, artifact_location=location)
+        else:
+            self.experiment_id = experiment.experiment_id
+        self.experiment_name = name
+        self.run_id = ""
+
+    def start_study(self, config: StudyConfig) -> str:
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=config.study_name,
+            tags={"greentune.kind": "study", "greentune.strategy": config.strategy},
+        )
+        self.run_id = run.info.run_id
+        params = {
+            "budget_kwh": config.budget_kwh,
+            "strategy": config.strategy,
+            "metric": config.metric,
+            "mode": config.mode,
+            "seed": config.seed,
+            "max_trials": config.max_trials,
+            "max_concurrent_trials": config.max_concurrent_trials,
+            "pue": config.pue,
+            "watts_per_core": config.energy.watts_per_core,
+            "cpu_per_trial": config.resources_per_trial.cpu,
+            "gpu_per_trial": config.resources_per_trial.gpu,
+        }
+        self._log_params(self.run_id, params)
+        self.client.log_text(self.run_id, json.dumps(_config_dump(config), indent=2, default=str), "config.json")
+        return self.run_id
+
+    def log_trial(self, entry: TrialEntry, history: list[tuple[int, dict[str, float]]]) -> str:
+        """One child run holding the trial's parameters, metrics, energy and status."""
+        tags = {
+            "mlflow.parentRunId": self.run_id,
+            "greentune.kind": "trial",
+            "greentune.trial_id": entry.trial_id,
+            "greentune.status": entry.status,
+            "energy_source": str(entry.info.get("energy_source", "none")),
+        }
+        if entry.info.get("node"):
+            tags["node"] = str(entry.info["node"])
+        error = entry.info.get("greentune_error")
+        if error:
+            tags["greentune.error"] = str(error)[:_MAX_TAG]
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{entry.trial_id}", tags=tags)
+        run_id = run.info.run_id
+        self._log_params(run_id, entry.params)
+        now = int(time.time() * 1000)
+        metrics = {**entry.metrics, ENERGY_METRIC: entry.energy_kwh}
+        for key in ("duration_s", "avg_power_w", "cpu_time_s", "energy_uncertainty"):
+            value = entry.info.get(key)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                metrics[key] = float(value)
+        self._log_metrics(run_id, metrics, now)
+        for step, values in history:
+            self._log_metrics(run_id, values, now, step=step)
+        if error:
+            self.client.log_text(run_id, str(error), "error.txt")
+        self.client.set_terminated(run_id, status=_MLFLOW_STATUS.get(entry.status, "KILLED"))
+        return run_id
+
+    def finish_study(self, result: TuneResult, artifacts: list[Path]) -> None:
+        counts = result.trials["status"].value_counts().to_dict() if not result.trials.empty else {}
+        metrics = {
+            "total_energy_kwh": result.total_energy_kwh,
+            "overhead_kwh": result.overhead_kwh,
+            "trials_energy_kwh": result.total_energy_kwh - result.overhead_kwh,
+            "facility_energy_kwh": result.facility_energy_kwh,
+            "n_trials": float(len(result.trials)),
+            "pareto_front_size": float(len(result.pareto_front)),
+            **{f"n_{status}": float(n) for status, n in counts.items()},
+        }
+        self._log_metrics(self.run_id, metrics, int(time.time() * 1000))
+        if result.finish_reason:
+            self.client.set_tag(self.run_id, "greentune.finish_reason", result.finish_reason)
+        for path in artifacts:
+            self.client.log_artifact(self.run_id, str(path))
+        self.client.set_terminated(self.run_id, status="FINISHED")
+
+    def fail_study(self, error: str) -> None:
+        if self.run_id:
+            self.client.set_tag(self.run_id, "greentune.error", error[:_MAX_TAG])
+            self.client.set_terminated(self.run_id, status="FAILED")
+
+    @property
+    def ui_command(self) -> str:
+        return f"mlflow ui --backend-store-uri {self.tracking_uri}"
+
+    def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        batch = [Param(str(k), str(v)[:6000]) for k, v in params.items()]
+        if batch:
+            self.client.log_batch(run_id, params=batch)
+
+    def _log_metrics(self, run_id: str, metrics: dict[str, float], timestamp: int, step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        batch = [
+            Metric(key, float(value), timestamp, step)
+            for key, value in metrics.items()
+            if isinstance(value, (int, float)) and math.isfinite(value)
+        ]
+        if batch:
+            self.client.log_batch(run_id, metrics=batch)
+
+
+def _config_dump(config: StudyConfig) -> dict[str, Any]:
+    data = config.model_dump(mode="json", exclude={"objective"})
+    objective = config.objective
+    data["objective"] = objective if isinstance(objective, str) else f"{objective.__module__}:{objective.__qualname__}"
+    return data
