@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,18 +55,27 @@ class TrialEntry:
 class EnergyLedger:
     """Energy spent by a study: every trial's last report plus the driver's overhead."""
 
-    def __init__(self, budget_kwh: float, watts_per_core: float, metric: str) -> None:
+    def __init__(
+        self,
+        budget_kwh: float,
+        watts_per_core: float,
+        metric: str,
+        overhead_cpu_s: Callable[[], float] = lambda: 0.0,
+        report_interval_s: float = 2.0,
+    ) -> None:
         self.budget_kwh = budget_kwh
+        self.report_interval_s = report_interval_s
         self.watts_per_core = watts_per_core
         self.metric = metric
         self.entries: dict[str, TrialEntry] = {}
-        self._driver_cpu_start = time.process_time()
-        self.budget_exhausted_at: float | None = None
+        self._overhead_cpu_s = overhead_cpu_s
+        self.stopped_at: float | None = None
 
     # ------------------------------------------------------------------ updates
 
     def start(self, trial_id: str, params: dict[str, Any]) -> None:
-        self.entries.setdefault(trial_id, TrialEntry(trial_id, dict(params), status="running"))
+        """A trial was suggested; it counts as pending until its first report."""
+        self.entries.setdefault(trial_id, TrialEntry(trial_id, dict(params)))
 
     def observe(self, trial_id: str, result: dict[str, Any]) -> TrialEntry:
         """Take a trial's result (heartbeat or final). Idempotent for the same result."""
@@ -83,8 +93,6 @@ class EnergyLedger:
         if status in FINAL_STATUSES:
             entry.ended_at = time.time()
             entry.metrics.update(_numeric_metrics(result))
-        if self.exhausted and self.budget_exhausted_at is None:
-            self.budget_exhausted_at = time.time()
         return entry
 
     def fail(self, trial_id: str, error: str) -> TrialEntry:
@@ -101,7 +109,7 @@ class EnergyLedger:
         closed = []
         for entry in self.entries.values():
             if not entry.final:
-                entry.status = "stopped_by_budget" if self.exhausted else "stopped"
+                entry.status = "stopped_by_budget" if self.stopped_at else "stopped"
                 entry.ended_at = time.time()
                 closed.append(entry)
         return closed
@@ -114,8 +122,8 @@ class EnergyLedger:
 
     @property
     def overhead_kwh(self) -> float:
-        """Driver CPU time since the study began (Ax fitting, Tune's loop, logging)."""
-        return (time.process_time() - self._driver_cpu_start) * self.watts_per_core / J_PER_KWH
+        """The tuner's own energy: driver CPU time spent choosing trials (Ax fit and generation)."""
+        return self._overhead_cpu_s() * self.watts_per_core / J_PER_KWH
 
     @property
     def total_kwh(self) -> float:
@@ -124,6 +132,23 @@ class EnergyLedger:
     @property
     def exhausted(self) -> bool:
         return self.total_kwh >= self.budget_kwh
+
+    @property
+    def projected_kwh(self) -> float:
+        """Total after one more report interval of every running trial at its mean power."""
+        watts = sum(float(e.info.get("avg_power_w") or 0.0) for e in self.running())
+        return self.total_kwh + watts * self.report_interval_s / J_PER_KWH
+
+    def should_stop(self) -> bool:
+        """Stop before the next heartbeat would carry the total past the budget.
+
+        Waiting for the total itself to cross would overshoot by up to one report
+        interval of every running trial; projecting one interval ahead keeps the
+        recorded total at or just under the budget.
+        """
+        if self.stopped_at is None and self.projected_kwh >= self.budget_kwh:
+            self.stopped_at = time.time()
+        return self.stopped_at is not None
 
     @property
     def expected_trial_kwh(self) -> float | None:
@@ -140,7 +165,7 @@ class EnergyLedger:
         Running trials are charged at least the expected energy, since they will most
         likely spend that much before they finish.
         """
-        if self.exhausted:
+        if self.exhausted or self.stopped_at is not None:
             return False
         expected = self.expected_trial_kwh
         if expected is None:
@@ -222,14 +247,14 @@ class BudgetGate(Searcher):
 
 
 class BudgetStopper(Stopper):
-    """Stops every running trial once the ledger reaches the budget."""
+    """Stops every running trial once the ledger (projected one interval ahead) reaches the budget."""
 
     def __init__(self, ledger: EnergyLedger) -> None:
         self.ledger = ledger
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         self.ledger.observe(trial_id, result)
-        return self.ledger.exhausted
+        return self.ledger.should_stop()
 
     def stop_all(self) -> bool:
-        return self.ledger.exhausted
+        return self.ledger.should_stop()

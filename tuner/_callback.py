@@ -80,6 +80,7 @@ def progress_line(ledger: EnergyLedger, front_size: int) -> str:
     share = 100 * ledger.total_kwh / ledger.budget_kwh
     return (
         f"[greentune] trials: {done} done, {counts.get('running', 0)} running, "
+        f"{counts.get('pending', 0)} queued, "
         f"{counts.get('failed', 0)} failed | energy {ledger.total_kwh:.3g} / {ledger.budget_kwh:.3g} kWh "
         f"({share:.0f}%) | Pareto front: {front_size}"
     )

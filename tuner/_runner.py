@@ -67,7 +67,8 @@ def tune(
     _write_json(out / STATE_FILE, {"name": cfg.study_name, "mlflow_run_id": run_id,
                                     "tracking_uri": cfg.tracking_uri, "started_at": time.time()})
     _ensure_ray(cfg.address)
-    ledger = EnergyLedger(cfg.budget_kwh, cfg.energy.watts_per_core, cfg.metric)
+    ledger = EnergyLedger(cfg.budget_kwh, cfg.energy.watts_per_core, cfg.metric,
+                          lambda: searcher.cpu_seconds, cfg.energy.report_interval_s)
     gate = BudgetGate(searcher, ledger, cfg.max_trials)
     param_names = list(cfg.search_space)
 
@@ -109,7 +110,7 @@ def tune(
         tracking_uri=cfg.tracking_uri,
         output_dir=out,
         pue=cfg.pue,
-        finish_reason="energy budget spent" if ledger.budget_exhausted_at else gate.finish_reason,
+        finish_reason="energy budget spent" if ledger.stopped_at else gate.finish_reason,
         extra={"searcher_cpu_s": searcher.cpu_seconds, "searcher_step_s": list(searcher.step_seconds)},
     )
     _finish(result, tracker, out)
@@ -210,6 +211,8 @@ def _shippable_objective(cfg: StudyConfig) -> Any:
 def _ensure_ray(address: str | None) -> None:
     import ray
 
+    # Tune's own console tables would interleave with greentune's progress lines.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")

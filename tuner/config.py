@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -93,7 +93,7 @@ class Choice(_Strict):
     """One of ``values``. ``ordered: true`` tells the optimiser that neighbours are similar."""
 
     type: Literal["choice"]
-    values: list[Union[bool, int, float, str]]
+    values: list[bool | int | float | str]
     ordered: bool = False
 
     @field_validator("values")
@@ -116,7 +116,7 @@ class Fixed(_Strict):
     value: Any
 
 
-Parameter = Annotated[Union[FloatRange, IntRange, Choice, Fixed], Field(discriminator="type")]
+Parameter = Annotated[FloatRange | IntRange | Choice | Fixed, Field(discriminator="type")]
 
 
 def _check_range(low: float, high: float, log: bool) -> None:

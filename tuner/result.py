@@ -32,7 +32,8 @@ class TuneResult:
     ``trials`` has one row per trial: its parameters, metrics, ``energy_kwh``,
     ``energy_source``, ``status`` (``completed``, ``failed``, ``stopped_by_budget``,
     ``stopped``) and timing. ``total_energy_kwh`` is the trials' energy plus
-    ``overhead_kwh``, the driver's own (mostly Ax's) CPU energy.
+    ``overhead_kwh``, the CPU energy the driver spent choosing trials (Ax's model fits
+    and candidate generation), estimated from CPU time like the trials'.
     """
 
     trials: pd.DataFrame

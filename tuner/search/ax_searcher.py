@@ -119,6 +119,11 @@ class AxSearcher(GreentuneSearcher):
         """Ax's own JSON snapshot: experiment, data and generation strategy."""
         self.client.save_to_json_file(checkpoint_path)
 
+    def restore(self, checkpoint_path: str) -> None:
+        from ax import Client
+
+        self.client = Client.load_from_json_file(checkpoint_path)
+
     @property
     def generation_strategy_name(self) -> str:
         return self.client._generation_strategy.name  # noqa: SLF001 - for reports only

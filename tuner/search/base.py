@@ -94,6 +94,19 @@ class GreentuneSearcher(Searcher, abc.ABC):
             return {**self.fixed, **params}
         return params
 
+    def save(self, checkpoint_path: str) -> None:
+        """Pickle the searcher's state so Ray's experiment checkpoint holds it."""
+        import pickle
+
+        with open(checkpoint_path, "wb") as handle:
+            pickle.dump(self.__dict__, handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "rb") as handle:
+            self.__dict__.update(pickle.load(handle))
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         params = self._live.pop(trial_id, None)
         if params is None:

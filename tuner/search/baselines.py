@@ -36,7 +36,7 @@ class GridSearcher(GreentuneSearcher):
         names = list(self.space)
         combos = list(itertools.product(*(grid_levels(self.space[n], resolution) for n in names)))
         order = np.random.default_rng(self.seed).permutation(len(combos))
-        self._points = [dict(zip(names, combos[i])) for i in order]
+        self._points = [dict(zip(names, combos[i], strict=True)) for i in order]
         self._next = 0
 
     @property

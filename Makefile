@@ -1,0 +1,16 @@
+.PHONY: install test lint bench quickstart
+
+install:
+	pip install torch==2.13.0 && pip install -e ".[dev,objectives]"
+
+test:
+	python -m pytest -q
+
+lint:
+	ruff check .
+
+bench:
+	python benchmarks/overhead.py
+
+quickstart:
+	greentune run examples/quickstart.yaml

@@ -1,0 +1,65 @@
+"""Cheap objectives with known behaviour, for end-to-end tests (no torch, no Ax)."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import tuner
+
+
+def quadratic(params: dict) -> dict:
+    """Accuracy rises with x; the CPU burnt (so energy) rises with x too."""
+    x = float(params["x"])
+    _burn(0.05 + 0.3 * x)
+    return {"accuracy": 1.0 - (1.0 - x) ** 2}
+
+
+def burner(params: dict) -> dict:
+    """Busy for ``seconds`` CPU seconds, reporting every half second: made to be cut by a budget."""
+    seconds = float(params.get("seconds", 30.0))
+    start = time.process_time()
+    step = 0
+    while time.process_time() - start < seconds:
+        _burn(0.5)
+        step += 1
+        tuner.report(accuracy=min(1.0, step / 100))
+    return {"accuracy": 1.0}
+
+
+def failing(params: dict) -> dict:
+    _burn(0.2)
+    if params["x"] > 0.5:
+        raise RuntimeError("deliberate failure for x > 0.5")
+    return {"accuracy": params["x"]}
+
+
+def missing_metric(params: dict) -> dict:
+    return {"acc": 0.5}
+
+
+def not_finite(params: dict) -> dict:
+    return {"accuracy": math.nan}
+
+
+def reports_energy(params: dict) -> dict:
+    """A replayed trace: the objective knows its energy and says so."""
+    return {"accuracy": params["x"], "energy_kwh": 0.001 * (1 + params["x"])}
+
+
+def heavy_modules(params: dict) -> dict:
+    """Which heavy libraries a trial process has imported, as 0/1 metrics."""
+    return {
+        "accuracy": params["x"],
+        "ax_imported": float("ax" in sys.modules),
+        "torch_imported": float("torch" in sys.modules),
+        "mlflow_imported": float("mlflow" in sys.modules),
+    }
+
+
+def _burn(seconds: float) -> None:
+    end = time.process_time() + seconds
+    total = 0
+    while time.process_time() < end:
+        total += sum(i * i for i in range(2000))

@@ -1,0 +1,117 @@
+"""The energy ledger: what counts, when a trial may start, when the budget is spent."""
+
+from __future__ import annotations
+
+import pytest
+from ray.tune.search import Searcher
+
+from tuner._budget import BudgetGate, BudgetStopper, EnergyLedger
+from tuner.config import FloatRange
+from tuner.energy import J_PER_KWH
+from tuner.search import RandomSearcher
+
+
+def _ledger(budget=1.0, overhead_s=0.0):
+    return EnergyLedger(budget, watts_per_core=10.0, metric="accuracy", overhead_cpu_s=lambda: overhead_s)
+
+
+def _beat(energy, status="running", **extra):
+    return {"energy_kwh": energy, "greentune_status": status, **extra}
+
+
+def test_live_heartbeats_replace_and_finals_freeze():
+    ledger = _ledger()
+    ledger.start("t1", {"x": 1})
+    ledger.observe("t1", _beat(0.1))
+    ledger.observe("t1", _beat(0.2))
+    assert ledger.trials_kwh == 0.2
+    ledger.observe("t1", _beat(0.3, "completed", accuracy=0.9))
+    ledger.observe("t1", _beat(0.3, "completed", accuracy=0.9))  # duplicate final
+    ledger.observe("t1", _beat(0.9))  # a late heartbeat cannot reopen a final entry
+    assert ledger.trials_kwh == 0.3
+    assert ledger.entries["t1"].metrics["accuracy"] == 0.9
+
+
+def test_overhead_counts_against_the_budget():
+    ledger = _ledger(budget=1.0, overhead_s=3600.0)  # 1 h of CPU at 10 W = 0.01 kWh
+    assert ledger.overhead_kwh == 3600 * 10 / J_PER_KWH
+    ledger.observe("t", _beat(0.99, "completed", accuracy=1))
+    assert ledger.exhausted
+
+
+def test_no_trial_starts_when_the_median_does_not_fit():
+    ledger = _ledger(budget=1.0)
+    assert ledger.can_start_trial()  # nothing known yet
+    for i, e in enumerate([0.2, 0.3, 0.25]):
+        ledger.observe(f"t{i}", _beat(e, "completed", accuracy=0.5))
+    assert ledger.expected_trial_kwh == 0.25
+    assert ledger.can_start_trial()  # 0.75 spent + 0.25 expected fits exactly
+    ledger.start("t3", {})  # a pending trial is charged the median
+    assert not ledger.can_start_trial()
+
+
+def test_failed_trials_count_energy_but_not_the_median():
+    ledger = _ledger()
+    ledger.observe("ok", _beat(0.1, "completed", accuracy=0.5))
+    ledger.observe("bad", _beat(0.4, "failed", greentune_error="boom"))
+    assert ledger.trials_kwh == 0.5
+    assert ledger.expected_trial_kwh == 0.1
+
+
+def test_crash_keeps_last_live_energy_and_close_marks_stopped():
+    ledger = _ledger(budget=0.5)
+    ledger.observe("a", _beat(0.2))
+    ledger.fail("a", "actor died")
+    ledger.observe("b", _beat(0.4))
+    assert ledger.should_stop()
+    closed = ledger.close_unfinished()
+    assert [e.trial_id for e in closed] == ["b"]
+    assert ledger.entries["a"].status == "failed" and ledger.entries["a"].energy_kwh == 0.2
+    assert ledger.entries["b"].status == "stopped_by_budget"
+    assert ledger.trials_kwh == pytest.approx(0.6)
+
+
+def test_stopper_fires_when_the_ledger_reaches_the_budget():
+    ledger = _ledger(budget=0.5)
+    stopper = BudgetStopper(ledger)
+    assert not stopper("a", _beat(0.3))
+    assert not stopper.stop_all()
+    assert stopper("b", _beat(0.25))
+    assert stopper.stop_all()
+    assert ledger.stopped_at is not None
+    assert not ledger.can_start_trial()
+
+
+def test_stopper_looks_one_report_interval_ahead():
+    # 3.6 MW for 2 s is 2 kWh: the next heartbeat would pass the 10 kWh budget.
+    ledger = _ledger(budget=10.0)
+    stopper = BudgetStopper(ledger)
+    assert not stopper("a", _beat(7.0, avg_power_w=1.0))
+    assert stopper("a", _beat(8.5, avg_power_w=3.6e6))
+    assert not ledger.exhausted  # stopped before the budget was reached
+
+
+def test_gate_waits_while_trials_run_and_finishes_when_idle():
+    ledger = _ledger(budget=1.0)
+    inner = RandomSearcher({"x": FloatRange(type="float", low=0, high=1)}, seed=0)
+    gate = BudgetGate(inner, ledger, max_trials=None)
+    assert isinstance(gate.suggest("a"), dict)
+    assert isinstance(gate.suggest("b"), dict)  # no energy known yet: both may start
+    ledger.observe("a", _beat(0.3, "completed", accuracy=0.5))
+    ledger.observe("b", _beat(0.1))
+    # 0.3 spent + b charged the 0.3 median + 0.3 for a new trial = 0.9 <= 1
+    assert isinstance(gate.suggest("c"), dict)
+    # c is charged 0.3 too: 1.2 > 1, and b and c still run, so wait
+    assert gate.suggest("d") is None
+    ledger.observe("b", _beat(0.3, "completed", accuracy=0.5))
+    ledger.observe("c", _beat(0.3, "completed", accuracy=0.5))
+    assert gate.suggest("e") == Searcher.FINISHED
+    assert gate.finish_reason == "energy budget cannot fit another trial"
+
+
+def test_gate_stops_at_max_trials():
+    ledger = _ledger(budget=1.0)
+    gate = BudgetGate(RandomSearcher({"x": FloatRange(type="float", low=0, high=1)}), ledger, max_trials=2)
+    assert isinstance(gate.suggest("a"), dict) and isinstance(gate.suggest("b"), dict)
+    assert gate.suggest("c") == Searcher.FINISHED
+    assert gate.finish_reason == "max_trials reached"

@@ -1,0 +1,57 @@
+"""``greentune`` command line: run a study from YAML and print its Pareto front."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from tuner.config import ConfigError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="greentune", description="Energy-aware hyperparameter tuning.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run a study from a YAML file")
+    run.add_argument("study", help="path to the study YAML")
+    run.add_argument("--budget-kwh", type=float, help="energy budget in kWh (overrides the file)")
+    run.add_argument("--max-trials", type=int, help="stop after this many trials")
+    run.add_argument("--strategy", choices=["bo", "grid", "random", "sobol"])
+    run.add_argument("--seed", type=int)
+    run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else local)")
+    run.add_argument("--output-dir", help="where the study's state, trials and MLflow store go")
+    run.add_argument("--quiet", action="store_true", help="no progress lines")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tuner._runner import tune
+
+    try:
+        result = tune(
+            args.study,
+            budget_kwh=args.budget_kwh,
+            max_trials=args.max_trials,
+            strategy=args.strategy,
+            seed=args.seed,
+            address=args.address,
+            output_dir=args.output_dir,
+            progress=not args.quiet,
+        )
+    except ConfigError as exc:
+        print(f"greentune: {exc}", file=sys.stderr)
+        return 2
+    print("\nPareto front (metric vs energy per trial; * marks the knee):")
+    print(result.front_table())
+    print()
+    print(result.summary())
+    print(f"\ntrials table: {result.output_dir / 'trials.csv'}")
+    print(f"MLflow run {result.mlflow_run_id}; open it with:\n  mlflow ui --backend-store-uri {result.tracking_uri}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
