@@ -21,16 +21,13 @@ from tuner.config import ENERGY_METRIC
 from tuner.energy import J_PER_KWH
 
 FINAL_STATUSES = ("completed", "failed")
-RESULT_FIELDS = (
-    "energy_source",
-    "energy_uncertainty",
-    "duration_s",
-    "avg_power_w",
-    "cpu_time_s",
-    "greentune_epochs",
-    "greentune_error",
-    "node",
-)
+INFO_PREFIXES = ("energy_", "hw_")
+INFO_KEYS = frozenset({"duration_s", "avg_power_w", "cpu_time_s", "greentune_epochs", "greentune_error", "node"})
+
+
+def is_info_key(key: str) -> bool:
+    """Fields that describe how a trial ran (energy provenance, hardware), not what it scored."""
+    return key != ENERGY_METRIC and (key in INFO_KEYS or key.startswith(INFO_PREFIXES))
 
 
 @dataclass
@@ -85,7 +82,7 @@ class EnergyLedger:
         energy = result.get(ENERGY_METRIC)
         if energy is not None and math.isfinite(energy):
             entry.energy_kwh = float(energy)
-        entry.info.update({k: result[k] for k in RESULT_FIELDS if k in result})
+        entry.info.update({k: v for k, v in result.items() if is_info_key(k)})
         status = result.get("greentune_status", "running")
         if self.metric in result:
             entry.metrics[self.metric] = float(result[self.metric])
@@ -183,10 +180,9 @@ class EnergyLedger:
 
 
 def _numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
-    skip = {ENERGY_METRIC, *RESULT_FIELDS}
     out = {}
     for key, value in result.items():
-        if key in skip or key.startswith(("greentune_", "time_", "config")) or isinstance(value, bool):
+        if key == ENERGY_METRIC or is_info_key(key) or key.startswith(("greentune_", "time_", "config")) or isinstance(value, bool):
             continue
         if isinstance(value, (int, float)) and key not in _RAY_RESULT_KEYS:
             out[key] = float(value)

@@ -170,7 +170,7 @@ def trials_frame(ledger: EnergyLedger, param_names: list[str], metric: str) -> p
     """The ledger as a table: one row per trial, parameters first."""
     rows = []
     for entry in ledger.entries.values():
-        info = entry.info
+        info = dict(entry.info)
         rows.append({
             "trial_id": entry.trial_id,
             "status": entry.status,
@@ -178,14 +178,9 @@ def trials_frame(ledger: EnergyLedger, param_names: list[str], metric: str) -> p
             metric: entry.metrics.get(metric),
             **{k: v for k, v in entry.metrics.items() if k != metric},
             ENERGY_METRIC: entry.energy_kwh,
-            "energy_source": info.get("energy_source"),
-            "energy_uncertainty": info.get("energy_uncertainty"),
-            "duration_s": info.get("duration_s"),
-            "avg_power_w": info.get("avg_power_w"),
-            "cpu_time_s": info.get("cpu_time_s"),
-            "epochs": info.get("greentune_epochs"),
-            "node": info.get("node"),
-            "error": info.get("greentune_error"),
+            "epochs": info.pop("greentune_epochs", None),
+            "error": info.pop("greentune_error", None),
+            **info,
             "mlflow_run_id": entry.mlflow_run_id or None,
         })
     columns = ["trial_id", "status", *param_names, metric, ENERGY_METRIC]

@@ -87,7 +87,7 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
                 latest.update(payload)
                 epochs += 1
             live = meter.read_window(_WINDOW)
-            tune.report({**latest, **_energy_fields(live), "greentune_status": "running", "greentune_epochs": epochs})
+            tune.report({**latest, **live.as_record(), "greentune_status": "running", "greentune_epochs": epochs})
     finally:
         _current = None
     measured = meter.end_window(_WINDOW)
@@ -128,7 +128,7 @@ def _final_record(
     except _TrialFailure as exc:
         record["greentune_status"] = "failed"
         record["greentune_error"] = str(exc)[:4000]
-    record.update(_energy_fields(energy))
+    record.update(energy.as_record())
     return record
 
 
@@ -164,14 +164,3 @@ def _as_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
             raise TypeError(f"metric '{key}' must be a number, got {type(value).__name__}")
         out[str(key)] = float(value)
     return out
-
-
-def _energy_fields(m: Measurement) -> dict[str, Any]:
-    return {
-        ENERGY_METRIC: m.energy_kwh,
-        "energy_source": m.source,
-        "energy_uncertainty": m.relative_uncertainty,
-        "duration_s": m.duration_s,
-        "avg_power_w": m.avg_power_w,
-        "cpu_time_s": m.cpu_time_s,
-    }

@@ -76,10 +76,10 @@ class StudyTracker:
             "greentune.kind": "trial",
             "greentune.trial_id": entry.trial_id,
             "greentune.status": entry.status,
-            "energy_source": str(entry.info.get("energy_source", "none")),
         }
-        if entry.info.get("node"):
-            tags["node"] = str(entry.info["node"])
+        # Provenance strings (energy_source, node, hardware) are tags; numbers are metrics.
+        tags.update({k: str(v)[:_MAX_TAG] for k, v in entry.info.items()
+                     if isinstance(v, str) and k != "greentune_error"})
         error = entry.info.get("greentune_error")
         if error:
             tags["greentune.error"] = str(error)[:_MAX_TAG]
@@ -88,10 +88,8 @@ class StudyTracker:
         self._log_params(run_id, entry.params)
         now = int(time.time() * 1000)
         metrics = {**entry.metrics, ENERGY_METRIC: entry.energy_kwh}
-        for key in ("duration_s", "avg_power_w", "cpu_time_s", "energy_uncertainty"):
-            value = entry.info.get(key)
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                metrics[key] = float(value)
+        metrics.update({k: float(v) for k, v in entry.info.items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "greentune_epochs"})
         self._log_metrics(run_id, metrics, now)
         for step, values in history:
             self._log_metrics(run_id, values, now, step=step)

@@ -8,7 +8,7 @@ far to trust it. Counter-based meters (RAPL, NVML) implement the same interface.
 from __future__ import annotations
 
 import abc
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 J_PER_KWH = 3.6e6
@@ -35,9 +35,17 @@ class Measurement:
         return self.energy_kwh * J_PER_KWH / self.duration_s if self.duration_s > 0 else 0.0
 
     def as_record(self) -> dict[str, Any]:
-        record = asdict(self)
-        record["avg_power_w"] = self.avg_power_w
-        return record
+        """Flat fields for a trial's result row. Keys starting ``energy_`` or ``hw_``, and
+        ``duration_s``, ``avg_power_w`` and ``cpu_time_s``, are carried to the trials table
+        and MLflow as they are, so a richer meter only has to add keys here."""
+        return {
+            "energy_kwh": self.energy_kwh,
+            "energy_source": self.source,
+            "energy_uncertainty": self.relative_uncertainty,
+            "duration_s": self.duration_s,
+            "avg_power_w": self.avg_power_w,
+            "cpu_time_s": self.cpu_time_s,
+        }
 
 
 class EnergyMeter(abc.ABC):
