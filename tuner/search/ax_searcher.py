@@ -15,9 +15,6 @@ from typing import Any, Literal
 from tuner.config import ENERGY_METRIC, Choice, FloatRange
 from tuner.search.base import GreentuneSearcher, Outcome, SearchParam
 
-for _name in ("ax", "botorch", "linear_operator", "gpytorch"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
-
 
 class AxSearcher(GreentuneSearcher):
     """Multi-objective search over ``(metric, energy_kwh)`` with Ax.
@@ -42,7 +39,9 @@ class AxSearcher(GreentuneSearcher):
     ) -> None:
         super().__init__(space, fixed, metric=metric, mode=mode, seed=seed)
         from ax import Client
+        from ax.utils.common.logger import set_stderr_log_level
 
+        set_stderr_log_level(logging.WARNING)  # Ax logs every trial at INFO; progress lines say enough
         self.method = method
         self.client = Client(random_seed=seed)
         self.client.configure_experiment(parameters=[_ax_parameter(n, p) for n, p in self.space.items()])
