@@ -77,21 +77,28 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
     epochs = 0
     try:
         while True:
-            try:
-                kind, payload = session.events.get(timeout=settings.report_interval_s)
-            except queue.Empty:
-                kind, payload = "heartbeat", None
-            if kind in ("returned", "raised"):
-                break
-            if kind == "report":
+            kind, payload = _next_event(session.events, settings.report_interval_s)
+            # Coalesce a burst of report() calls into one Ray report: each costs a driver round trip.
+            while kind == "report":
                 latest.update(payload)
                 epochs += 1
+                kind, payload = _next_event(session.events, 0.0)
+            if kind in ("returned", "raised"):
+                break
             live = meter.read_window(_WINDOW)
             tune.report({**latest, **live.as_record(), "greentune_status": "running", "greentune_epochs": epochs})
     finally:
         _current = None
     measured = meter.end_window(_WINDOW)
     tune.report(_final_record(kind, payload, latest, epochs, measured, settings.metric))
+
+
+def _next_event(events: queue.Queue[tuple[str, Any]], timeout: float) -> tuple[str, Any]:
+    """The next event from the objective, or a heartbeat when none comes in ``timeout``."""
+    try:
+        return events.get(timeout=timeout) if timeout > 0 else events.get_nowait()
+    except queue.Empty:
+        return "heartbeat", None
 
 
 def _call_objective(objective: Callable[..., Any] | str, params: dict[str, Any], session: _Session) -> None:
