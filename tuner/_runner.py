@@ -57,6 +57,10 @@ def tune(
             f"output_dir '{out}' already holds a study; choose another `name` or `output_dir`, or delete it"
         )
     objective = _shippable_objective(cfg)
+    from tuner.carbon.accounting import CarbonAccountant
+    from tuner.carbon.registry import build_provider
+
+    carbon_provider = build_provider(cfg.carbon)  # reads a CSV now, not mid-study
     searcher = make_searcher(cfg)  # builds Ax (seconds) before any trial energy is spent
     out.mkdir(parents=True, exist_ok=True)
 
@@ -88,7 +92,10 @@ def tune(
     def persist() -> None:
         _atomic_csv(table(), out / TRIALS_FILE)
 
-    callback = StudyCallback(ledger, tracker, front_size, persist, 10.0 if progress else None)
+    accountant = CarbonAccountant(carbon_provider, cfg.pue, study_start=time.time())
+    callback = StudyCallback(
+        ledger, tracker, front_size, persist, 10.0 if progress else None, carbon=accountant
+    )
     try:
         _run_tuner(cfg, objective, gate, ledger, callback, out)
         for entry in ledger.close_unfinished():
@@ -98,6 +105,7 @@ def tune(
             callback.record(entry)
         tracker.fail_study(f"{type(exc).__name__}: {exc}")
         raise
+    carbon = _study_carbon(accountant, ledger)
     result = TuneResult(
         trials=table(),
         metric=cfg.metric,
@@ -112,11 +120,29 @@ def tune(
         pue=cfg.pue,
         finish_reason="energy budget spent" if ledger.stopped_at else gate.finish_reason,
         extra={"searcher_cpu_s": searcher.cpu_seconds, "searcher_step_s": list(searcher.step_seconds)},
+        co2_kg=carbon.get("co2_kg"),
+        co2_counterfactual_kg=carbon.get("co2_counterfactual_kg"),
+        carbon=carbon,
     )
     _finish(result, tracker, out)
     if progress:
         print(result.summary(), file=sys.stderr, flush=True)
     return result
+
+
+def _study_carbon(accountant: Any, ledger: EnergyLedger) -> dict[str, Any]:
+    """Study CO2 totals and where the intensity came from; empty if accounting failed."""
+    try:
+        totals = accountant.study(ledger.entries.values(), ledger.overhead_kwh, time.time())
+    except Exception as exc:  # noqa: BLE001 - CO2 accounting must not lose a finished study
+        logger.warning("could not account the study's CO2: %s", exc)
+        return {}
+    provider = accountant.provider
+    totals["carbon_provider"] = getattr(provider, "name", type(provider).__name__)
+    totals["carbon_signal"] = provider.signal
+    if accountant.fallback_reasons:
+        totals["carbon_fallback"] = "; ".join(sorted(accountant.fallback_reasons))
+    return totals
 
 
 def _run_tuner(cfg: StudyConfig, objective: Any, gate: BudgetGate, ledger: EnergyLedger,
@@ -162,7 +188,8 @@ def _finish(result: TuneResult, tracker: Any, out: Path) -> None:
     tracker.finish_study(result, artifacts)
     state = json.loads((out / STATE_FILE).read_text())
     state.update({"finished_at": time.time(), "total_energy_kwh": result.total_energy_kwh,
-                  "overhead_kwh": result.overhead_kwh})
+                  "overhead_kwh": result.overhead_kwh, "co2_kg": result.co2_kg,
+                  "co2_counterfactual_kg": result.co2_counterfactual_kg})
     _write_json(out / STATE_FILE, state)
 
 
