@@ -118,7 +118,7 @@ class JsonClient:
             response = self.session.get(self.base_url + path, params=params, timeout=self.timeout_s)
         except requests.RequestException as exc:
             kind = type(exc).__name__
-            raise ProviderError(self.redact(f"{self.name}: {kind} for {path}: {exc}")) from None
+            raise ProviderError(self.redact(f"{self.name}: {kind} for {path}")) from None
         if response.status_code != 200:
             snippet = self.redact(response.text[:200].replace("\n", " "))
             raise ProviderError(f"{self.name}: HTTP {response.status_code} for {path}: {snippet}")
