@@ -169,3 +169,85 @@ def test_shared_traces_load_and_resample() -> None:
     assert day.loc["2020-06-01 05:00Z"] == pytest.approx(four.mean())
     fr = CsvProvider(SHARED / "fr_ci.csv")
     assert fr.history(_at(2020, 1, 1), _at(2020, 1, 2)).values.between(5, 300).all()
+
+
+# ------------------------------------------------------------------ the carbon: config section
+
+
+def _study(**carbon: object) -> dict:
+    return {
+        "objective": "tests.objectives_for_tests:quadratic",
+        "search_space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+        "budget_kwh": 1.0,
+        **({"carbon": carbon} if carbon else {}),
+    }
+
+
+def test_existing_studies_need_no_carbon_keys() -> None:
+    from tuner.carbon.registry import build_provider
+    from tuner.config import load_config
+
+    cfg = load_config(_study())
+    assert (cfg.carbon.provider, cfg.carbon.policy) == ("static", "none")
+    provider = build_provider(cfg.carbon)
+    assert isinstance(provider, StaticProvider) and provider.current().g_per_kwh == 481.0
+
+
+@pytest.mark.parametrize(
+    ("carbon", "message"),
+    [
+        ({"provider": "csv"}, "carbon: provider 'csv' needs csv_path"),
+        ({"provider": "csv", "csv_path": "/nope.csv"}, "csv_path: no such file"),
+        ({"provider": "electricitymaps"}, "needs zone"),
+        ({"provider": "watttime"}, "needs region"),
+        ({"provider": "ukci", "region": "99"}, "region ids are 1-17"),
+        ({"provider": "carbonara"}, "carbon.provider"),
+        ({"policy": "flexible-start"}, "needs a deadline"),
+        ({"policy": "threshold", "deadline": "24h"}, "exactly one of threshold_g_per_kwh"),
+        ({"policy": "pause-resume", "deadline": "24h"}, "'pause-resume' is not implemented"),
+        ({"deadline": "soon"}, "carbon.deadline: 'soon' is not a duration"),
+        ({"deadline": "-2h"}, "must be a positive duration"),
+        ({"step": "0min"}, "carbon.step"),
+        ({"g_per_kwh": -5}, "carbon.g_per_kwh"),
+        ({"zonne": "DE"}, "did you mean 'zone'"),
+    ],
+)
+def test_bad_carbon_settings_name_the_field(carbon: dict, message: str) -> None:
+    from tuner.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="carbon") as info:
+        load_config(_study(**carbon))
+    assert message in str(info.value)
+
+
+def test_registry_builds_each_provider_with_a_static_fallback(tmp_path: Path) -> None:
+    from tuner.carbon.fallback import FallbackProvider
+    from tuner.carbon.registry import Resampled, build_provider
+    from tuner.config import CarbonSettings
+
+    path = tmp_path / "t.csv"
+    path.write_text("Time,Carbon Intensity\n2020-06-01 00:00,100\n2020-06-01 00:15,300\n")
+    csv = build_provider(CarbonSettings(provider="csv", csv_path=path, step="30min", zone="FR"))
+    assert isinstance(csv, FallbackProvider) and isinstance(csv.primary, Resampled)
+    assert csv.fallback.g_per_kwh == 56.0
+    half_hour = csv.history(_at(2020, 6, 1), _at(2020, 6, 1, 0, 30)).values
+    assert list(half_hour) == [pytest.approx(200.0)]
+    for name, extra in [
+        ("ukci", {}),
+        ("electricitymaps", {"zone": "DE"}),
+        ("watttime", {"region": "CAISO_NORTH"}),
+    ]:
+        provider = build_provider(CarbonSettings(provider=name, **extra))
+        assert isinstance(provider, FallbackProvider) and provider.name == name
+
+
+def test_trials_left_takes_the_tighter_of_max_trials_and_budget() -> None:
+    from tuner._budget import EnergyLedger
+    from tuner.carbon.wiring import trials_left
+
+    ledger = EnergyLedger(1.0, watts_per_core=10.0, metric="accuracy")
+    assert trials_left(ledger, None) is None
+    assert trials_left(ledger, 10) == 10
+    ledger.observe("a", {"energy_kwh": 0.2, "greentune_status": "completed", "accuracy": 1.0})
+    assert trials_left(ledger, 10) == 4  # 0.8 kWh left at 0.2 per trial
+    assert trials_left(ledger, 3) == 2

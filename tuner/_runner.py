@@ -92,12 +92,16 @@ def tune(
     def persist() -> None:
         _atomic_csv(table(), out / TRIALS_FILE)
 
-    accountant = CarbonAccountant(carbon_provider, cfg.pue, study_start=time.time())
+    from tuner.carbon.wiring import concurrency, gate_report, gate_searcher, utc
+
+    study_start = time.time()
+    accountant = CarbonAccountant(carbon_provider, cfg.pue, study_start=study_start)
+    launcher = gate_searcher(gate, carbon_provider, cfg, ledger, utc(study_start), concurrency(cfg))
     callback = StudyCallback(
         ledger, tracker, front_size, persist, 10.0 if progress else None, carbon=accountant
     )
     try:
-        _run_tuner(cfg, objective, gate, ledger, callback, out)
+        _run_tuner(cfg, objective, launcher, ledger, callback, out)
         for entry in ledger.close_unfinished():
             callback.record(entry)
     except BaseException as exc:
@@ -105,7 +109,7 @@ def tune(
             callback.record(entry)
         tracker.fail_study(f"{type(exc).__name__}: {exc}")
         raise
-    carbon = _study_carbon(accountant, ledger)
+    carbon = {**_study_carbon(accountant, ledger), **gate_report(launcher)}
     result = TuneResult(
         trials=table(),
         metric=cfg.metric,
@@ -145,7 +149,7 @@ def _study_carbon(accountant: Any, ledger: EnergyLedger) -> dict[str, Any]:
     return totals
 
 
-def _run_tuner(cfg: StudyConfig, objective: Any, gate: BudgetGate, ledger: EnergyLedger,
+def _run_tuner(cfg: StudyConfig, objective: Any, gate: Any, ledger: EnergyLedger,
                callback: StudyCallback, out: Path) -> None:
     from ray import tune
 

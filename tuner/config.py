@@ -193,6 +193,7 @@ class CarbonSettings(_Strict):
     cache_ttl_s: float = Field(300.0, ge=0)
     deadline: str | None = None  # e.g. "24h": the study must finish by start + deadline
     policy: CarbonPolicy = "none"
+    forecast: Literal["provider", "history"] = "provider"  # history: profile of past days
     threshold_g_per_kwh: float | None = Field(None, ge=0)
     threshold_percentile: float | None = Field(None, ge=0, le=100)
     min_saving: float = Field(0.0, ge=0, lt=1)  # flexible-start: wait only if it saves this
@@ -218,7 +219,12 @@ class CarbonSettings(_Strict):
         if self.provider == "ukci" and self.region is not None:
             if not (str(self.region).isdigit() and 1 <= int(self.region) <= 17):
                 raise ValueError(f"region: UK Carbon Intensity region ids are 1-17, got {self.region}")
-        if self.policy in ("threshold", "pause-resume"):
+        if self.policy == "pause-resume":
+            raise ValueError(
+                "policy 'pause-resume' is not implemented in this release; use "
+                "flexible-start or threshold"
+            )
+        if self.policy == "threshold":
             if (self.threshold_g_per_kwh is None) == (self.threshold_percentile is None):
                 raise ValueError(
                     f"policy '{self.policy}' needs exactly one of threshold_g_per_kwh or "

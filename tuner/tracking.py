@@ -114,7 +114,8 @@ class StudyTracker:
             **{f"n_{status}": float(n) for status, n in counts.items()},
         }
         carbon = {k: v for k, v in result.carbon.items() if k.startswith(("co2_", "carbon_"))}
-        metrics.update({k: v for k, v in carbon.items() if isinstance(v, float)})
+        metrics.update({k: float(v) for k, v in carbon.items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool)})
         self._log_metrics(self.run_id, metrics, int(time.time() * 1000))
         for key, value in carbon.items():
             if isinstance(value, str):
