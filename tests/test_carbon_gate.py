@@ -154,6 +154,18 @@ def test_a_new_forecast_moves_the_launch():
     assert step_until_launch(gate, clock) == T0 + 2 * H
 
 
+def test_margin_decides_whether_to_wait_not_when_to_stop_waiting():
+    # from 100 g, the 80 g hour at 06:00 clears a 10 % margin; at 05:00 (85 g) it no longer
+    # would, but the gate is already waiting and the lowest window is still an hour away
+    clock = FakeClock()
+    gate, _ = make_gate(day_with(h5=85, h6=80), clock, work=lambda: H,
+                        policy=SchedulePolicy(min_saving=0.10))
+    assert step_until_launch(gate, clock) == T0 + 6 * H
+    small, _ = make_gate(day_with(h6=95), FakeClock(), work=lambda: H,
+                         policy=SchedulePolicy(min_saving=0.10))
+    assert small.suggest("a") == {"i": 1}  # 5 % is not worth leaving run-now for
+
+
 def test_gate_stops_waiting_once_the_deadline_nears():
     clock = FakeClock()
     work = {"left": H}
