@@ -153,6 +153,10 @@ class _Curve:
         t = (values.index - pd.Timestamp(now)).total_seconds().to_numpy(dtype=float, copy=True)
         v = values.to_numpy(dtype=float)
         hold = last_step(values).total_seconds()
+        if t[-1] + hold <= 0:
+            raise ValueError(f"series from {series.source!r} ends at "
+                             f"{values.index[-1] + last_step(values)}, before now ({now}): "
+                             "there is no forecast to plan with")
         keep = t <= 0
         if keep.any():  # the value in force at now replaces everything before it
             first = int(np.flatnonzero(keep)[-1])
