@@ -1,4 +1,4 @@
-"""Electricity Maps API v3 (https://api.electricitymap.org/v3): latest, history and
+"""Electricity Maps API v3 (https://api.electricitymaps.com/v3): latest, history and
 forecast for any zone (``DE``, ``FR``, ``US-CAL-CISO``...). The token is read from the
 environment (``ELECTRICITYMAPS_TOKEN`` by default) and sent only as the ``auth-token``
 header; it is never logged, stored or shown.
@@ -18,7 +18,7 @@ from tuner.carbon.base import IntensityProvider, IntensityReading, IntensitySeri
 from tuner.carbon.http import JsonClient, ProviderError
 from tuner.carbon.series import to_utc, window
 
-BASE_URL = "https://api.electricitymap.org/v3"
+BASE_URL = "https://api.electricitymaps.com/v3"
 TOKEN_ENV = "ELECTRICITYMAPS_TOKEN"
 MAX_RANGE = timedelta(days=10)
 
