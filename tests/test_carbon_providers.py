@@ -251,3 +251,44 @@ def test_trials_left_takes_the_tighter_of_max_trials_and_budget() -> None:
     ledger.observe("a", {"energy_kwh": 0.2, "greentune_status": "completed", "accuracy": 1.0})
     assert trials_left(ledger, 10) == 4  # 0.8 kWh left at 0.2 per trial
     assert trials_left(ledger, 3) == 2
+
+
+def test_policy_wraps_the_searcher_in_a_gate_planning_the_remaining_work(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from ray.tune.search import Searcher
+
+    from tuner._budget import EnergyLedger
+    from tuner.carbon.gate import CarbonGate
+    from tuner.carbon.wiring import gate_searcher
+    from tuner.config import load_config
+
+    inner = Searcher()
+    ledger = EnergyLedger(1.0, watts_per_core=10.0, metric="accuracy")
+    start = _at(2020, 6, 1, 9)
+    plain = load_config({**_study(), "max_concurrent_trials": 2})
+    assert gate_searcher(inner, StaticProvider(), plain, ledger, start) is inner
+    cfg = load_config(
+        {
+            **_study(policy="flexible-start", deadline="24h", min_saving=0.05),
+            "max_concurrent_trials": 2,
+            "max_trials": 5,
+        }
+    )
+    gate = gate_searcher(inner, StaticProvider(), cfg, ledger, start)
+    assert isinstance(gate, CarbonGate) and gate.inner is inner
+    assert gate.deadline == start + timedelta(hours=24)
+    assert (gate.policy.kind, gate.policy.min_saving) == ("flexible-start", 0.05)
+    assert gate.work() is None  # nothing finished yet: no honest estimate
+    for trial, seconds in (("a", 600.0), ("b", 900.0)):
+        ledger.observe(
+            trial,
+            {
+                "energy_kwh": 0.01,
+                "greentune_status": "completed",
+                "accuracy": 1.0,
+                "duration_s": seconds,
+            },
+        )
+    # 3 trials left at 2 at a time = 2 rounds of the median 750 s
+    assert gate.work() == timedelta(seconds=1500)

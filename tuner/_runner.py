@@ -92,11 +92,11 @@ def tune(
     def persist() -> None:
         _atomic_csv(table(), out / TRIALS_FILE)
 
-    from tuner.carbon.wiring import concurrency, gate_report, gate_searcher, utc
+    from tuner.carbon.wiring import gate_report, gate_searcher, utc
 
     study_start = time.time()
     accountant = CarbonAccountant(carbon_provider, cfg.pue, study_start=study_start)
-    launcher = gate_searcher(gate, carbon_provider, cfg, ledger, utc(study_start), concurrency(cfg))
+    launcher = gate_searcher(gate, carbon_provider, cfg, ledger, utc(study_start))
     callback = StudyCallback(
         ledger, tracker, front_size, persist, 10.0 if progress else None, carbon=accountant
     )

@@ -28,7 +28,6 @@ def gate_searcher(
     cfg: StudyConfig,
     ledger: EnergyLedger,
     study_start: datetime,
-    concurrency: int,
 ) -> Searcher:
     """``searcher``, wrapped in a CarbonGate when the policy schedules launches."""
     carbon = cfg.carbon
@@ -49,11 +48,12 @@ def gate_searcher(
         min_saving=min_saving,
     )
     assert carbon.deadline_s is not None  # CarbonSettings requires it for a policy
+    at_once = concurrency(cfg)
 
     def work() -> timedelta | None:
         done = [e for e in ledger.entries.values() if e.status == "completed"]
         durations = [float(e.info["duration_s"]) for e in done if e.info.get("duration_s")]
-        return remaining_work(durations, trials_left(ledger, cfg.max_trials), concurrency)
+        return remaining_work(durations, trials_left(ledger, cfg.max_trials), at_once)
 
     return CarbonGate(
         searcher,
