@@ -144,10 +144,22 @@ def print_table(results: list[CaseResult]) -> None:
         s, o = r.saving, r.saving["oracle"]
         print(f"{r.trace:<6}{r.hour:>5}:00{r.work_h:>5}h {o:>8.1%} {s['perfect']:>8.1%} "
               f"{r.share('perfect'):>6.0%} {s['history']:>8.1%} {r.share('history'):>6.0%} "
-              f"{s['naive']:>8.1%} {s.get('gate', math.nan):>8.1%} {r.share('gate'):>6.0%} "
+              f"{s['naive']:>8.1%} {_pct(s.get('gate', math.nan), 8, 1)} {_pct(r.share('gate'), 6, 0)} "
               f"{r.deadline_met:>7.0%}")
     print(f"\n{len(results)} cases x {results[0].days} days; savings are CO2 vs run-now "
           f"(mean of daily ratios); history margin {HISTORY_MIN_SAVING:.0%}.")
+    n = len(results)
+    goals = [
+        ("perfect forecast >= 90% of oracle", sum(r.share("perfect") >= 0.9 for r in results)),
+        ("history never worse than run-now", sum(r.saving["history"] >= 0 for r in results)),
+        ("history >= half the oracle", sum(r.share("history") >= 0.5 for r in results)),
+        ("every deadline met", sum(r.deadline_met == 1.0 for r in results)),
+    ]
+    print("goals: " + "; ".join(f"{label}: {met}/{n} cases" for label, met in goals))
+
+
+def _pct(value: float, width: int, digits: int) -> str:
+    return f"{'-':>{width}}" if math.isnan(value) else f"{value:>{width}.{digits}%}"
 
 
 def main(argv: list[str] | None = None) -> int:
