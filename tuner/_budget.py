@@ -21,7 +21,7 @@ from tuner.config import ENERGY_METRIC
 from tuner.energy import J_PER_KWH
 
 FINAL_STATUSES = ("completed", "failed")
-INFO_PREFIXES = ("energy_", "hw_")
+INFO_PREFIXES = ("energy_", "hw_", "carbon_", "co2_")
 INFO_KEYS = frozenset({"duration_s", "avg_power_w", "cpu_time_s", "greentune_epochs", "greentune_error", "node"})
 
 
@@ -43,6 +43,12 @@ class TrialEntry:
     started_at: float = field(default_factory=time.time)
     ended_at: float | None = None
     mlflow_run_id: str | None = None
+    # when the trial process started (its first report minus Ray's time_total_s), and
+    # (driver time, cumulative kWh) of every heartbeat: CO2 accounting needs *when* the
+    # energy was spent, not only how much
+    run_started_at: float | None = None
+    energy_timeline: list[tuple[float, float]] = field(default_factory=list)
+    timeline_iteration: int | None = None  # observe() sees each result twice; book it once
 
     @property
     def final(self) -> bool:
@@ -80,15 +86,23 @@ class EnergyLedger:
         if entry.final:
             return entry
         energy = result.get(ENERGY_METRIC)
+        now = time.time()
+        if entry.run_started_at is None:
+            entry.run_started_at = now - float(result.get("time_total_s") or 0.0)
         if energy is not None and math.isfinite(energy):
             entry.energy_kwh = float(energy)
+            iteration = result.get("training_iteration")
+            fresh = iteration is None or iteration != entry.timeline_iteration
+            if fresh and result.get("greentune_status", "running") == "running":
+                entry.energy_timeline.append((now, float(energy)))
+                entry.timeline_iteration = iteration
         entry.info.update({k: v for k, v in result.items() if is_info_key(k)})
         status = result.get("greentune_status", "running")
         if self.metric in result:
             entry.metrics[self.metric] = float(result[self.metric])
         entry.status = status
         if status in FINAL_STATUSES:
-            entry.ended_at = time.time()
+            entry.ended_at = now
             entry.metrics.update(_numeric_metrics(result))
         return entry
 

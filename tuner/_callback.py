@@ -6,12 +6,15 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
 
 from tuner._budget import EnergyLedger, TrialEntry
 from tuner.tracking import StudyTracker
+
+if TYPE_CHECKING:
+    from tuner.carbon.accounting import CarbonAccountant
 
 logger = logging.getLogger("tuner")
 
@@ -26,8 +29,10 @@ class StudyCallback(Callback):
         front_size: Callable[[], int],
         persist: Callable[[], None],
         progress_every_s: float | None = 10.0,
+        carbon: CarbonAccountant | None = None,
     ) -> None:
         self.ledger = ledger
+        self.carbon = carbon
         self.tracker = tracker
         self.front_size = front_size
         self.persist = persist
@@ -56,6 +61,11 @@ class StudyCallback(Callback):
         """Log a finished trial once and persist the table, so a crash loses nothing."""
         if entry.mlflow_run_id is not None:
             return
+        if self.carbon is not None and "co2_kg" not in entry.info:
+            try:
+                entry.info.update(self.carbon.trial(entry))
+            except Exception as exc:  # noqa: BLE001 - CO2 accounting must not kill a study
+                logger.warning("could not account CO2 for trial %s: %s", entry.trial_id, exc)
         try:
             entry.mlflow_run_id = self.tracker.log_trial(entry, self.history.pop(entry.trial_id, []))
         except Exception as exc:  # noqa: BLE001 - tracking must not kill a study mid-budget

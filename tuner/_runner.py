@@ -57,6 +57,10 @@ def tune(
             f"output_dir '{out}' already holds a study; choose another `name` or `output_dir`, or delete it"
         )
     objective = _shippable_objective(cfg)
+    from tuner.carbon.accounting import CarbonAccountant
+    from tuner.carbon.registry import build_provider
+
+    carbon_provider = build_provider(cfg.carbon)  # reads a CSV now, not mid-study
     searcher = make_searcher(cfg)  # builds Ax (seconds) before any trial energy is spent
     out.mkdir(parents=True, exist_ok=True)
 
@@ -88,9 +92,16 @@ def tune(
     def persist() -> None:
         _atomic_csv(table(), out / TRIALS_FILE)
 
-    callback = StudyCallback(ledger, tracker, front_size, persist, 10.0 if progress else None)
+    from tuner.carbon.wiring import gate_report, gate_searcher, utc
+
+    study_start = time.time()
+    accountant = CarbonAccountant(carbon_provider, cfg.pue, study_start=study_start)
+    launcher = gate_searcher(gate, carbon_provider, cfg, ledger, utc(study_start))
+    callback = StudyCallback(
+        ledger, tracker, front_size, persist, 10.0 if progress else None, carbon=accountant
+    )
     try:
-        _run_tuner(cfg, objective, gate, ledger, callback, out)
+        _run_tuner(cfg, objective, launcher, ledger, callback, out)
         for entry in ledger.close_unfinished():
             callback.record(entry)
     except BaseException as exc:
@@ -98,6 +109,7 @@ def tune(
             callback.record(entry)
         tracker.fail_study(f"{type(exc).__name__}: {exc}")
         raise
+    carbon = {**_study_carbon(accountant, ledger), **gate_report(launcher)}
     result = TuneResult(
         trials=table(),
         metric=cfg.metric,
@@ -112,6 +124,9 @@ def tune(
         pue=cfg.pue,
         finish_reason="energy budget spent" if ledger.stopped_at else gate.finish_reason,
         extra={"searcher_cpu_s": searcher.cpu_seconds, "searcher_step_s": list(searcher.step_seconds)},
+        co2_kg=carbon.get("co2_kg"),
+        co2_counterfactual_kg=carbon.get("co2_counterfactual_kg"),
+        carbon=carbon,
     )
     _finish(result, tracker, out)
     if progress:
@@ -119,7 +134,22 @@ def tune(
     return result
 
 
-def _run_tuner(cfg: StudyConfig, objective: Any, gate: BudgetGate, ledger: EnergyLedger,
+def _study_carbon(accountant: Any, ledger: EnergyLedger) -> dict[str, Any]:
+    """Study CO2 totals and where the intensity came from; empty if accounting failed."""
+    try:
+        totals = accountant.study(ledger.entries.values(), ledger.overhead_kwh, time.time())
+    except Exception as exc:  # noqa: BLE001 - CO2 accounting must not lose a finished study
+        logger.warning("could not account the study's CO2: %s", exc)
+        return {}
+    provider = accountant.provider
+    totals["carbon_provider"] = getattr(provider, "name", type(provider).__name__)
+    totals["carbon_signal"] = provider.signal
+    if accountant.fallback_reasons:
+        totals["carbon_fallback"] = "; ".join(sorted(accountant.fallback_reasons))
+    return totals
+
+
+def _run_tuner(cfg: StudyConfig, objective: Any, gate: Any, ledger: EnergyLedger,
                callback: StudyCallback, out: Path) -> None:
     from ray import tune
 
@@ -162,7 +192,8 @@ def _finish(result: TuneResult, tracker: Any, out: Path) -> None:
     tracker.finish_study(result, artifacts)
     state = json.loads((out / STATE_FILE).read_text())
     state.update({"finished_at": time.time(), "total_energy_kwh": result.total_energy_kwh,
-                  "overhead_kwh": result.overhead_kwh})
+                  "overhead_kwh": result.overhead_kwh, "co2_kg": result.co2_kg,
+                  "co2_counterfactual_kg": result.co2_counterfactual_kg})
     _write_json(out / STATE_FILE, state)
 
 

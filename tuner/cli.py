@@ -21,9 +21,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else local)")
     run.add_argument("--output-dir", help="where the study's state, trials and MLflow store go")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
+    from tuner.carbon.cli import add_commands
+    from tuner.carbon.cli import run as run_carbon
+
+    add_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "run":
         return _run(args)
+    if args.command == "carbon":
+        return run_carbon(args)
     return 2
 
 

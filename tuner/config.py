@@ -167,6 +167,93 @@ class EnergySettings(_Strict):
     report_interval_s: float = Field(2.0, gt=0, le=60)
 
 
+CarbonProviderName = Literal["static", "csv", "ukci", "electricitymaps", "watttime"]
+CarbonPolicy = Literal["none", "threshold", "flexible-start", "pause-resume"]
+
+
+class CarbonSettings(_Strict):
+    """Where grid carbon intensity comes from, and whether trials wait for cleaner hours.
+
+    The default (static world average, policy ``none``) only accounts CO2; it never
+    delays a trial. Every live provider falls back to the static figure for ``zone``
+    when it fails, and says so. Tokens come from the environment, never from this file.
+    """
+
+    provider: CarbonProviderName = "static"
+    zone: str | None = None  # static / electricitymaps zone, e.g. DE, FR, US-CAL-CISO
+    region: str | None = None  # ukci region id 1-17 (omit for national) or watttime region
+    g_per_kwh: float | None = Field(None, ge=0)  # static: override the table
+    csv_path: Path | None = None
+    csv_timezone: str = "UTC"  # how to read naive CSV timestamps
+    step: str | None = None  # resample the provider's series, e.g. "15min", "1h"
+    lifecycle: bool = False  # CSV exports / Electricity Maps: lifecycle (LCA) not direct
+    base_url: str | None = None  # web providers: point at a mirror or test server
+    timeout_s: float = Field(10.0, gt=0)
+    retries: int = Field(3, ge=0, le=10)
+    cache_ttl_s: float = Field(300.0, ge=0)
+    deadline: str | None = None  # e.g. "24h": the study must finish by start + deadline
+    policy: CarbonPolicy = "none"
+    forecast: Literal["provider", "history"] = "provider"  # history: profile of past days
+    threshold_g_per_kwh: float | None = Field(None, ge=0)
+    threshold_percentile: float | None = Field(None, ge=0, le=100)
+    min_saving: float = Field(0.0, ge=0, lt=1)  # flexible-start: wait only if it saves this
+
+    @field_validator("deadline", "step")
+    @classmethod
+    def _check_duration(cls, value: str | None, info: Any) -> str | None:
+        if value is not None:
+            parse_duration(value, f"carbon.{info.field_name}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_provider_options(self) -> CarbonSettings:
+        if self.provider == "csv":
+            if self.csv_path is None:
+                raise ValueError("provider 'csv' needs csv_path: the trace file to read")
+            if not Path(self.csv_path).expanduser().is_file():
+                raise ValueError(f"csv_path: no such file '{self.csv_path}'")
+        if self.provider == "electricitymaps" and not self.zone:
+            raise ValueError("provider 'electricitymaps' needs zone, e.g. zone: DE")
+        if self.provider == "watttime" and not self.region:
+            raise ValueError("provider 'watttime' needs region, e.g. region: CAISO_NORTH")
+        if self.provider == "ukci" and self.region is not None:
+            if not (str(self.region).isdigit() and 1 <= int(self.region) <= 17):
+                raise ValueError(f"region: UK Carbon Intensity region ids are 1-17, got {self.region}")
+        if self.policy == "pause-resume":
+            raise ValueError(
+                "policy 'pause-resume' is not implemented in this release; use "
+                "flexible-start or threshold"
+            )
+        if self.policy == "threshold":
+            if (self.threshold_g_per_kwh is None) == (self.threshold_percentile is None):
+                raise ValueError(
+                    f"policy '{self.policy}' needs exactly one of threshold_g_per_kwh or "
+                    "threshold_percentile"
+                )
+        if self.policy != "none" and self.deadline is None:
+            raise ValueError(f"policy '{self.policy}' needs a deadline, e.g. deadline: 24h")
+        return self
+
+    @property
+    def deadline_s(self) -> float | None:
+        """The deadline in seconds after the study starts, or ``None``."""
+        return None if self.deadline is None else parse_duration(self.deadline, "carbon.deadline")
+
+
+def parse_duration(text: str, field: str) -> float:
+    """Seconds in a duration such as ``90s``, ``15min``, ``2h`` or ``1d``; errors name ``field``."""
+    import pandas as pd
+
+    text = re.sub(r"(\d)\s*d$", r"\1D", str(text).strip())  # "1d": pandas wants "1D"
+    try:
+        seconds = pd.Timedelta(text).total_seconds()
+    except (ValueError, TypeError):
+        raise ValueError(f"{field}: '{text}' is not a duration; write e.g. 90min, 2h or 24h") from None
+    if not seconds > 0:
+        raise ValueError(f"{field}: must be a positive duration, got '{text}'")
+    return seconds
+
+
 Strategy = Literal["bo", "grid", "random", "sobol"]
 
 
@@ -191,6 +278,7 @@ class StudyConfig(_Strict):
     mlflow: MlflowSettings = MlflowSettings()
     energy: EnergySettings = EnergySettings()
     pue: float = Field(1.0, ge=1.0)
+    carbon: CarbonSettings = CarbonSettings()
     address: str | None = None
 
     @field_validator("objective")

@@ -49,6 +49,11 @@ class TuneResult:
     pue: float = 1.0
     finish_reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # CO2 (kg, PUE included) as run, and had every trial started at once at the study's
+    # start; ``carbon`` adds the provider, the signal, the mean intensity and any fallback
+    co2_kg: float | None = None
+    co2_counterfactual_kg: float | None = None
+    carbon: dict[str, Any] = field(default_factory=dict)
 
     @property
     def completed(self) -> pd.DataFrame:
@@ -119,6 +124,17 @@ class TuneResult:
         sources = sorted(set(self.trials.get("energy_source", pd.Series(dtype=str)).dropna()))
         if sources:
             lines.append(f"energy source: {', '.join(sources)}")
+        if self.co2_kg is not None:
+            line = f"CO2: {self.co2_kg * 1000:.4g} g"
+            mean = self.carbon.get("carbon_intensity_mean")
+            if mean is not None and mean == mean:
+                line += f" at {mean:.0f} gCO2/kWh"
+            if self.co2_counterfactual_kg is not None:
+                line += f"; {self.co2_counterfactual_kg * 1000:.4g} g had all trials started at once"
+            line += f" ({self.carbon.get('carbon_provider', '?')}, {self.carbon.get('carbon_signal', '?')})"
+            lines.append(line)
+            if self.carbon.get("carbon_fallback"):
+                lines.append(f"carbon fallback: {self.carbon['carbon_fallback']}")
         if self.finish_reason:
             lines.append(f"stopped because: {self.finish_reason}")
         return "\n".join(lines)

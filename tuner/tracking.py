@@ -64,6 +64,10 @@ class StudyTracker:
             "watts_per_core": config.energy.watts_per_core,
             "cpu_per_trial": config.resources_per_trial.cpu,
             "gpu_per_trial": config.resources_per_trial.gpu,
+            "carbon_provider": config.carbon.provider,
+            "carbon_zone": config.carbon.zone or config.carbon.region,
+            "carbon_policy": config.carbon.policy,
+            "carbon_deadline": config.carbon.deadline,
         }
         self._log_params(self.run_id, params)
         self.client.log_text(self.run_id, json.dumps(_config_dump(config), indent=2, default=str), "config.json")
@@ -109,7 +113,13 @@ class StudyTracker:
             "pareto_front_size": float(len(result.pareto_front)),
             **{f"n_{status}": float(n) for status, n in counts.items()},
         }
+        carbon = {k: v for k, v in result.carbon.items() if k.startswith(("co2_", "carbon_"))}
+        metrics.update({k: float(v) for k, v in carbon.items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool)})
         self._log_metrics(self.run_id, metrics, int(time.time() * 1000))
+        for key, value in carbon.items():
+            if isinstance(value, str):
+                self.client.set_tag(self.run_id, f"greentune.{key}", value[:_MAX_TAG])
         if result.finish_reason:
             self.client.set_tag(self.run_id, "greentune.finish_reason", result.finish_reason)
         for path in artifacts:

@@ -1,0 +1,207 @@
+"""Hold trial launches for low-carbon hours, never past the study's deadline.
+
+:class:`CarbonGate` wraps a Ray Tune searcher the way ``BudgetGate`` does: ``suggest``
+answers ``None`` ("not yet") while the plan says wait and otherwise asks the inner
+searcher. The plan is :func:`~tuner.carbon.schedule.plan_start` over the provider's
+forecast for the remaining work, refreshed at most every ``replan_every``; once the
+latest start that still meets the deadline arrives, the gate stops waiting for good.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ray.tune.search import Searcher
+
+from tuner.carbon.base import IntensityProvider
+from tuner.carbon.schedule import SchedulePolicy, StartPlan, plan_start
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Wait:
+    """One stretch during which the gate held launches back, and why."""
+
+    since: datetime
+    until: datetime
+    reason: str
+
+    @property
+    def seconds(self) -> float:
+        return (self.until - self.since).total_seconds()
+
+
+def remaining_work(durations_s: list[float], trials_left: int | None, concurrency: int) -> timedelta | None:
+    """Wall time the rest of a study needs: median trial duration x rounds of ``concurrency``.
+
+    ``None`` while no trial has finished or the number left is unknown: there is nothing
+    honest to plan with yet.
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    if not durations_s or trials_left is None:
+        return None
+    rounds = math.ceil(max(trials_left, 0) / concurrency)
+    return timedelta(seconds=statistics.median(durations_s) * rounds)
+
+
+class CarbonGate(Searcher):
+    """Wraps a searcher so that trials launch in low-carbon windows, within a deadline.
+
+    Constructor::
+
+        CarbonGate(
+            inner,                      # the Searcher to delegate to (e.g. a BudgetGate)
+            provider,                   # IntensityProvider; its forecast(now, deadline) is planned on
+            deadline=aware_utc_datetime,  # absolute: the study must finish by then
+            policy=SchedulePolicy("flexible-start"),  # or threshold / none; min_saving margin
+            work=lambda: remaining_work(durations, trials_left, concurrency),  # or None: unknown
+            assumed_work=timedelta(hours=1),  # planned with while ``work`` answers None
+            clock=utc_now,              # injectable: returns an aware UTC datetime
+            replan_every=timedelta(minutes=15),  # re-query the provider at most this often
+        )
+
+    For a provider without a forecast API, pass ``HistoryForecast(provider)`` and
+    ``SchedulePolicy(min_saving=HISTORY_MIN_SAVING)`` (see :mod:`tuner.carbon.forecast`).
+    A provider that raises never stops the study: the gate logs a warning and launches.
+    ``waits`` (and ``waited_s``, ``report()``) record how long it held back and why.
+    """
+
+    def __init__(
+        self,
+        inner: Searcher,
+        provider: IntensityProvider,
+        *,
+        deadline: datetime,
+        policy: SchedulePolicy | None = None,
+        work: Callable[[], timedelta | None] = lambda: None,
+        assumed_work: timedelta = timedelta(hours=1),
+        clock: Clock = utc_now,
+        replan_every: timedelta = timedelta(minutes=15),
+    ) -> None:
+        super().__init__(metric=None, mode=None)
+        if deadline.tzinfo is None:
+            raise ValueError(f"carbon.deadline must be timezone-aware (UTC), got naive {deadline}")
+        if assumed_work < timedelta(0):
+            raise ValueError(f"carbon.assumed_work must be >= 0, got {assumed_work}")
+        if replan_every <= timedelta(0):
+            raise ValueError(f"carbon.replan_every must be > 0, got {replan_every}")
+        self.inner = inner
+        self.provider = provider
+        self.deadline = deadline
+        self.policy = policy or SchedulePolicy()
+        self.work = work
+        self.assumed_work = assumed_work
+        self.clock = clock
+        self.replan_every = replan_every
+        self.plan: StartPlan | None = None
+        self.planned_at: datetime | None = None
+        self.plans = 0
+        self.waits: list[Wait] = []
+        self.released_reason: str | None = None  # set once the deadline ended all waiting
+        self._waiting_since: datetime | None = None
+        self._wait_reason = ""  # the plan that started the current wait
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return True
+
+    # ------------------------------------------------------------------ the decision
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        now = self.clock()
+        if self.policy.kind != "none" and not self._may_launch(now):
+            if self._waiting_since is None:
+                self._waiting_since, self._wait_reason = now, self.plan.reason
+            return None
+        self._end_wait(now)
+        return self.inner.suggest(trial_id)
+
+    def _may_launch(self, now: datetime) -> bool:
+        if self.released_reason is not None:
+            return True
+        estimate = self.work()
+        work = self.assumed_work if estimate is None else estimate
+        if now >= self.deadline - work:
+            self.released_reason = (
+                f"deadline near: {_h(work)} h of work left and {_h(self.deadline - now)} h to "
+                "the deadline, so launches no longer wait")
+            return True
+        if self.planned_at is None or now - self.planned_at >= self.replan_every:
+            self.plan = self._plan(now, work)
+            self.planned_at = now
+            self.plans += 1
+        return self.plan.start <= now
+
+    def _plan(self, now: datetime, work: timedelta) -> StartPlan:
+        try:
+            forecast = self.provider.forecast(now, self.deadline)
+            # The margin guards leaving run-now on an uncertain forecast. Once the gate is
+            # already waiting, launching now is just one more window, so the lowest wins
+            # (measured on the 2020 traces: re-planning with the margin launched too early).
+            policy = self.policy
+            if self._waiting_since is not None:
+                policy = replace(policy, min_saving=0.0)
+            return plan_start(forecast, now, work, self.deadline, policy)
+        except Exception as exc:  # a study never stops because a carbon source failed
+            logger.warning("carbon: no plan from %s (%s: %s); launching without waiting",
+                           getattr(self.provider, "name", self.provider), type(exc).__name__, exc)
+            return StartPlan(now, math.nan, math.nan, 0.0,
+                             f"start now: forecast unavailable ({type(exc).__name__})")
+
+    def _end_wait(self, now: datetime) -> None:
+        if self._waiting_since is not None:
+            self.waits.append(Wait(self._waiting_since, now, self._wait_reason))
+            self._waiting_since = None
+
+    # ------------------------------------------------------------------ reporting
+
+    @property
+    def finish_reason(self) -> str | None:
+        """Why the inner searcher (e.g. a ``BudgetGate``) finished, if it says."""
+        return getattr(self.inner, "finish_reason", None)
+
+    @property
+    def waited_s(self) -> float:
+        """Seconds launches were held back, including a wait still under way."""
+        ongoing = (self.clock() - self._waiting_since).total_seconds() if self._waiting_since else 0.0
+        return sum(w.seconds for w in self.waits) + ongoing
+
+    def report(self) -> dict[str, Any]:
+        """Flat figures for MLflow and the study summary."""
+        return {
+            "carbon_policy": self.policy.kind,
+            "carbon_waited_s": self.waited_s,
+            "carbon_waits": len(self.waits),
+            "carbon_plans": self.plans,
+            "carbon_wait_reason": self.waits[0].reason if self.waits else None,
+            "carbon_released": self.released_reason,
+            "carbon_planned_saving": self.plan.saving_fraction if self.plan else None,
+        }
+
+    # ------------------------------------------------------------------ delegation
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self.inner.on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self.inner.on_trial_complete(trial_id, result=result, error=error)
+
+    def save(self, checkpoint_path: str) -> None:
+        self.inner.save(checkpoint_path)
+
+
+def _h(span: timedelta) -> str:
+    return f"{span.total_seconds() / 3600:.2f}".rstrip("0").rstrip(".")

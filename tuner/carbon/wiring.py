@@ -1,0 +1,100 @@
+"""Put a study's ``carbon:`` policy in front of its searcher.
+
+``none`` leaves the searcher alone (CO2 is still accounted). ``threshold`` and
+``flexible-start`` wrap it in :class:`~tuner.carbon.gate.CarbonGate`, planning on the
+provider's forecast (or, with ``forecast: history``, on a profile built from its
+history) for the work the study still has to do, estimated from the trials finished so
+far. The deadline is counted from the moment the study starts.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from ray.tune.search import Searcher
+
+from tuner.carbon.base import IntensityProvider
+
+if TYPE_CHECKING:
+    from tuner._budget import EnergyLedger
+    from tuner.config import StudyConfig
+
+
+def gate_searcher(
+    searcher: Searcher,
+    provider: IntensityProvider,
+    cfg: StudyConfig,
+    ledger: EnergyLedger,
+    study_start: datetime,
+) -> Searcher:
+    """``searcher``, wrapped in a CarbonGate when the policy schedules launches."""
+    carbon = cfg.carbon
+    if carbon.policy == "none":
+        return searcher
+    from tuner.carbon.forecast import HISTORY_MIN_SAVING, HistoryForecast
+    from tuner.carbon.gate import CarbonGate, remaining_work
+    from tuner.carbon.schedule import SchedulePolicy
+
+    min_saving = carbon.min_saving
+    if carbon.forecast == "history":
+        provider = HistoryForecast(provider)
+        min_saving = max(min_saving, HISTORY_MIN_SAVING)
+    policy = SchedulePolicy(
+        carbon.policy,  # type: ignore[arg-type]
+        level_g_per_kwh=carbon.threshold_g_per_kwh,
+        percentile=carbon.threshold_percentile,
+        min_saving=min_saving,
+    )
+    assert carbon.deadline_s is not None  # CarbonSettings requires it for a policy
+    at_once = concurrency(cfg)
+
+    def work() -> timedelta | None:
+        done = [e for e in ledger.entries.values() if e.status == "completed"]
+        durations = [float(e.info["duration_s"]) for e in done if e.info.get("duration_s")]
+        return remaining_work(durations, trials_left(ledger, cfg.max_trials), at_once)
+
+    return CarbonGate(
+        searcher,
+        provider,
+        deadline=study_start + timedelta(seconds=carbon.deadline_s),
+        policy=policy,
+        work=work,
+    )
+
+
+def trials_left(ledger: EnergyLedger, max_trials: int | None) -> int | None:
+    """Trials the study may still start: the smaller of what ``max_trials`` and the energy
+    budget (at the median completed trial's energy) allow; ``None`` when neither says."""
+    limits = []
+    if max_trials is not None:
+        limits.append(max_trials - len(ledger.entries))
+    expected = ledger.expected_trial_kwh
+    if expected:
+        limits.append(math.floor(max(ledger.budget_kwh - ledger.total_kwh, 0.0) / expected))
+    return max(min(limits), 0) if limits else None
+
+
+def concurrency(cfg: StudyConfig) -> int:
+    """How many trials run at once: the config's cap, else what the Ray cluster's CPUs fit."""
+    if cfg.max_concurrent_trials:
+        return cfg.max_concurrent_trials
+    import ray
+
+    cpus = float(ray.cluster_resources().get("CPU", 1.0))
+    per_trial = cfg.resources_per_trial.cpu or 1.0
+    return max(1, int(cpus // per_trial))
+
+
+def gate_report(searcher: Any) -> dict[str, Any]:
+    """The gate's figures (waits, plans) for the result, or nothing without a gate."""
+    report = getattr(searcher, "report", None)
+    return {k: v for k, v in report().items() if v is not None} if callable(report) else {}
+
+
+def utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+__all__ = ["concurrency", "gate_report", "gate_searcher", "trials_left", "utc"]
