@@ -112,6 +112,8 @@ def tune(
         pue=cfg.pue,
         finish_reason="energy budget spent" if ledger.stopped_at else gate.finish_reason,
         extra={"searcher_cpu_s": searcher.cpu_seconds, "searcher_step_s": list(searcher.step_seconds)},
+        config=cfg,
+        searcher=searcher,
     )
     _finish(result, tracker, out)
     if progress:
@@ -151,19 +153,21 @@ def _run_tuner(cfg: StudyConfig, objective: Any, gate: BudgetGate, ledger: Energ
 
 
 def _finish(result: TuneResult, tracker: Any, out: Path) -> None:
-    from tuner.plots import pareto_html, pareto_png
+    from tuner.report import build_report
+    from tuner.tracking import _config_dump
 
     _atomic_csv(result.trials, out / TRIALS_FILE)
-    artifacts = [out / TRIALS_FILE]
-    try:
-        artifacts += [pareto_html(result, out / "pareto.html"), pareto_png(result, out / "pareto.png")]
-    except Exception as exc:  # noqa: BLE001 - a plot must not lose a finished study
-        logger.warning("could not draw the Pareto plot: %s", exc)
-    tracker.finish_study(result, artifacts)
     state = json.loads((out / STATE_FILE).read_text())
     state.update({"finished_at": time.time(), "total_energy_kwh": result.total_energy_kwh,
-                  "overhead_kwh": result.overhead_kwh})
-    _write_json(out / STATE_FILE, state)
+                  "overhead_kwh": result.overhead_kwh, "finish_reason": result.finish_reason,
+                  "config": _config_dump(result.config) if result.config is not None else None})
+    _write_json(out / STATE_FILE, state)  # what `greentune report DIR` rebuilds from
+    artifacts = [out / TRIALS_FILE]
+    try:
+        artifacts += list(build_report(result, out).values())
+    except Exception as exc:  # noqa: BLE001 - a report must not lose a finished study
+        logger.warning("could not build the study report: %s", exc)
+    tracker.finish_study(result, artifacts)
 
 
 def trials_frame(ledger: EnergyLedger, param_names: list[str], metric: str) -> pd.DataFrame:

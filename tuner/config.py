@@ -167,6 +167,21 @@ class EnergySettings(_Strict):
     report_interval_s: float = Field(2.0, gt=0, le=60)
 
 
+class ReportSettings(_Strict):
+    """What the report's price tag charges per kWh, and the carbon intensity it falls back on.
+
+    ``price_per_kwh`` defaults to 0.30 EUR, a round figure near the EU household average
+    of 2023-24 (Eurostat: about 0.29 EUR/kWh); set your own tariff. ``co2_kg_per_kwh``
+    (0.475, the world-average grid intensity from the IEA that the ML CO2 Impact
+    calculator of Lacoste et al. 2019 uses) applies only when the trials table carries
+    no measured ``co2_kg``.
+    """
+
+    price_per_kwh: float = Field(0.30, ge=0)
+    currency: str = Field("EUR", min_length=1, max_length=8)
+    co2_kg_per_kwh: float = Field(0.475, ge=0)
+
+
 Strategy = Literal["bo", "grid", "random", "sobol"]
 
 
@@ -192,6 +207,7 @@ class StudyConfig(_Strict):
     energy: EnergySettings = EnergySettings()
     pue: float = Field(1.0, ge=1.0)
     address: str | None = None
+    report: ReportSettings = ReportSettings()
 
     @field_validator("objective")
     @classmethod
