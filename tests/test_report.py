@@ -215,3 +215,26 @@ def test_report_of_a_directory_that_is_not_a_study_exits_2(tmp_path: Path, capsy
 
     assert main(["report", str(tmp_path)]) == 2
     assert "trials.csv, study.json missing" in capsys.readouterr().err
+
+
+def test_bo_study_sensitivity_comes_from_the_ax_surrogate():
+    pytest.importorskip("ax")
+    from tuner.search.ax_searcher import AxSearcher
+
+    result = synthetic_result(n=30, failed=0, stopped=0)
+    searcher = AxSearcher(result.config.tunable, metric="accuracy", mode="max", seed=0, method="bo")
+    for _, row in result.trials.iterrows():
+        params = {"lr": float(row["lr"]), "epochs": int(row["epochs"]), "width": int(row["width"]),
+                  "optimizer": str(row["optimizer"])}
+        index = searcher.client.attach_trial(parameters=params)
+        searcher.client.complete_trial(index, raw_data={"accuracy": float(row["accuracy"]),
+                                                        "energy_kwh": float(row["energy_kwh"])})
+    found = sensitivity(result, searcher)
+    assert found.method.startswith("Sobol indices (Ax ax_parameter_sens"), found.method
+    assert set(found.table["parameter"]) == set(SPACE)  # one-hot features folded back to 'optimizer'
+    assert found.ranking("accuracy")[0] == "lr"
+    assert found.ranking("energy_kwh")[0] == "epochs"
+    rows = found.table.set_index(["objective", "parameter"])
+    assert rows.loc[("accuracy", "lr"), "direction"] == "+"
+    assert rows.loc[("energy_kwh", "epochs"), "direction"] == "+"
+    assert rows.loc[("energy_kwh", "optimizer"), "direction"] == "categorical"

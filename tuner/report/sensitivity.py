@@ -63,7 +63,7 @@ def sensitivity(result: TuneResult, searcher: Any = None) -> Sensitivity:
     searcher = searcher if searcher is not None else result.searcher
     if getattr(searcher, "method", None) == "bo" and hasattr(searcher, "client"):
         try:
-            return _from_ax(searcher.client, [result.metric, ENERGY_METRIC])
+            return _from_ax(searcher.client, [result.metric, ENERGY_METRIC], space)
         except Exception as exc:  # noqa: BLE001 - fall back to the table surrogate, and say so
             fallback = f"Ax surrogate unavailable ({type(exc).__name__}: {exc}); "
             found = _from_table(done, space, result.metric)
@@ -81,7 +81,7 @@ def _tunable(result: TuneResult) -> dict[str, Any]:
 # ------------------------------------------------------------------ Ax surrogate
 
 
-def _from_ax(client: Any, metrics: list[str]) -> Sensitivity:
+def _from_ax(client: Any, metrics: list[str], space: dict[str, Any]) -> Sensitivity:
     from ax.adapter.torch import TorchAdapter
     from ax.utils.sensitivity.sobol_measures import ax_parameter_sens
 
@@ -98,7 +98,9 @@ def _from_ax(client: Any, metrics: list[str]) -> Sensitivity:
     first = ax_parameter_sens(adapter, metrics=metrics, order="first", signed=True, **kwargs)
     total = ax_parameter_sens(adapter, metrics=metrics, order="total", signed=True, **kwargs)
     digest = adapter.generator.search_space_digest
+    encoder = SpaceEncoder(space)
     categorical = {digest.feature_names[i] for i in digest.categorical_features}
+    categorical |= {name for name in encoder.names if encoder.is_unordered(name)}
     rows = []
     for metric in metrics:
         merged_first, one_hot = _merge_one_hot(first[metric])
