@@ -238,3 +238,13 @@ def test_bo_study_sensitivity_comes_from_the_ax_surrogate():
     assert rows.loc[("accuracy", "lr"), "direction"] == "+"
     assert rows.loc[("energy_kwh", "epochs"), "direction"] == "+"
     assert rows.loc[("energy_kwh", "optimizer"), "direction"] == "categorical"
+
+
+def test_report_settings_are_validated_naming_the_field():
+    from tests.report_tables import study_config
+    from tuner.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"report\.price_per_kwh"):
+        study_config(report={"price_per_kwh": -1})
+    with pytest.raises(ConfigError, match="did you mean 'currency'"):
+        study_config(report={"curency": "USD"})

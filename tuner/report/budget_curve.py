@@ -15,7 +15,8 @@ a budget does to a real random search). Expensive-and-good and cheap-and-poor tr
 keep their pairing. There is no closed form, so it is estimated by Monte Carlo over
 ``SEQUENCES`` seeded sequences: the curve is the mean best metric over sequences that
 finished at least one trial, the band +/- one standard deviation, and ``p_result`` the
-share of sequences with a result. Budgets where ``p_result < 0.5`` are not drawn.
+share of sequences with a result. Budgets where ``p_result < 0.5`` are not drawn; bands
+are clipped to the range of observed values, as in Dodge et al.'s figures.
 
 For a ``bo`` study this answers "what would random draws from the configurations this
 study tried reach?", not what BO itself would reach; the study's own best-so-far is drawn
@@ -121,6 +122,7 @@ def best_so_far(result: TuneResult) -> pd.DataFrame:
 def budget_figure(result: TuneResult, by_energy: pd.DataFrame, by_trials: pd.DataFrame) -> Figure:
     """Expected best metric vs kWh (with the study's own best-so-far) and vs number of trials."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(10, 4.2), dpi=110)
     left, right = fig.subplots(1, 2)
@@ -129,10 +131,17 @@ def budget_figure(result: TuneResult, by_energy: pd.DataFrame, by_trials: pd.Dat
             ax.text(0.5, 0.5, "no completed trials", ha="center", va="center", transform=ax.transAxes)
             ax.set_axis_off()
         return fig
+    observed = result.completed[result.metric].dropna()
+    lowest, highest = float(observed.min()), float(observed.max())
+
+    def band(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+        # As in Dodge et al.'s plots: +/- 1 std, clipped to the range of observed values.
+        return ((frame["expected_best"] - frame["std"]).clip(lowest, highest),
+                (frame["expected_best"] + frame["std"]).clip(lowest, highest))
+
     shown = by_energy[by_energy["p_result"] >= 0.5]
     left.plot(shown["budget_kwh"], shown["expected_best"], color="#1f77b4", label="expected best, random draws")
-    left.fill_between(shown["budget_kwh"], shown["expected_best"] - shown["std"],
-                      shown["expected_best"] + shown["std"], color="#1f77b4", alpha=0.2, label="+/- 1 std")
+    left.fill_between(shown["budget_kwh"], *band(shown), color="#1f77b4", alpha=0.2, label="+/- 1 std")
     own = best_so_far(result).dropna()
     if not own.empty:
         left.step(own["cumulative_kwh"], own["best"], where="post", color="#ff7f0e", label="this study, best so far")
@@ -143,8 +152,8 @@ def budget_figure(result: TuneResult, by_energy: pd.DataFrame, by_trials: pd.Dat
     left.set_title("budget curve by energy (Monte Carlo)")
     left.legend(fontsize=7, loc="lower right")
     right.plot(by_trials["n_trials"], by_trials["expected_best"], color="#2ca02c", marker=".")
-    right.fill_between(by_trials["n_trials"], by_trials["expected_best"] - by_trials["std"],
-                       by_trials["expected_best"] + by_trials["std"], color="#2ca02c", alpha=0.2)
+    right.fill_between(by_trials["n_trials"], *band(by_trials), color="#2ca02c", alpha=0.2)
+    right.xaxis.set_major_locator(MaxNLocator(integer=True))
     right.set_xlabel("number of trials")
     right.set_ylabel(f"expected best {result.metric}")
     right.set_title("budget curve by trials (closed form)")
