@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 
 from tests.report_tables import SPACE, synthetic_result
-from tuner.report import build_report
-from tuner.report.budget_curve import curve_by_energy, curve_by_trials, expected_max
-from tuner.report.load import load_from_dir
-from tuner.report.price import grid_estimate, price_tag
-from tuner.report.progress import hypervolume_progress
-from tuner.report.sensitivity import sensitivity
+from tuner.reporting import build_report
+from tuner.reporting.budget_curve import curve_by_energy, curve_by_trials, expected_max
+from tuner.reporting.load import load_from_dir
+from tuner.reporting.price import grid_estimate, price_tag
+from tuner.reporting.progress import hypervolume_progress
+from tuner.reporting.sensitivity import sensitivity
 
 # ------------------------------------------------------------------ budget curve
 
@@ -248,3 +248,10 @@ def test_report_settings_are_validated_naming_the_field():
         study_config(report={"price_per_kwh": -1})
     with pytest.raises(ConfigError, match="did you mean 'currency'"):
         study_config(report={"curency": "USD"})
+
+
+def test_loading_the_report_package_leaves_tuner_report_the_function():
+    import tuner
+    import tuner.reporting.build  # noqa: F401
+
+    assert callable(tuner.report) and tuner.report.__module__ == "tuner._trial"

@@ -153,7 +153,7 @@ def _run_tuner(cfg: StudyConfig, objective: Any, gate: BudgetGate, ledger: Energ
 
 
 def _finish(result: TuneResult, tracker: Any, out: Path) -> None:
-    from tuner.report import build_report
+    from tuner.reporting import build_report
     from tuner.tracking import _config_dump
 
     _atomic_csv(result.trials, out / TRIALS_FILE)

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from tuner.config import ConfigError
-from tuner.report.cli import add_report_command, run_report
+from tuner.reporting.cli import add_report_command, run_report
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -135,19 +135,19 @@ class TuneResult:
 
     def plot_pareto(self) -> PlotlyFigure:
         """Interactive metric-vs-kWh plot of every trial, the front and the knee (plotly)."""
-        from tuner.report.pareto import pareto_figure
+        from tuner.reporting.pareto import pareto_figure
 
         return pareto_figure(self)
 
     def plot_sensitivity(self) -> Figure:
         """Signed Sobol indices of each parameter for the metric and for energy (matplotlib)."""
-        from tuner.report.sensitivity import sensitivity, sensitivity_figure
+        from tuner.reporting.sensitivity import sensitivity, sensitivity_figure
 
         return sensitivity_figure(sensitivity(self), self.metric)
 
     def plot_budget_curve(self) -> Figure:
         """Expected best metric against energy budget and number of trials (matplotlib)."""
-        from tuner.report.budget_curve import budget_curves, budget_figure
+        from tuner.reporting.budget_curve import budget_curves, budget_figure
 
         return budget_figure(self, *budget_curves(self))
 

@@ -16,8 +16,8 @@ import pandas as pd
 from tuner.config import ENERGY_METRIC
 
 if TYPE_CHECKING:
-    from tuner.report.price import PriceTag
-    from tuner.report.sensitivity import Sensitivity
+    from tuner.reporting.price import PriceTag
+    from tuner.reporting.sensitivity import Sensitivity
     from tuner.result import TuneResult
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -76,7 +76,7 @@ def render_report(result: TuneResult, artifacts: dict[str, Path], tag: PriceTag,
     if "budget_curve_png" in artifacts:
         parts.append("<p class='method'>Expected best metric of random draws from the completed trials, "
                      "by number of trials (Dodge et al. 2019, closed form) and by energy budget (same draws, "
-                     "stopped by cumulative kWh; Monte Carlo). See tuner/report/budget_curve.py.</p>")
+                     "stopped by cumulative kWh; Monte Carlo). See tuner/reporting/budget_curve.py.</p>")
         parts.append(_image(artifacts["budget_curve_png"]))
     else:
         parts.append(f"<p>Not computed: {esc(notes.get('budget_curve', 'no completed trials'))}</p>")

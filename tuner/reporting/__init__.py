@@ -5,6 +5,6 @@ below each own one part. Heavy imports (plotly, matplotlib, torch, scikit-learn)
 inside the functions that need them.
 """
 
-from tuner.report.build import build_report
+from tuner.reporting.build import build_report
 
 __all__ = ["build_report"]

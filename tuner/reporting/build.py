@@ -12,12 +12,12 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner.report.budget_curve import budget_curves, budget_figure
-from tuner.report.html import render_report
-from tuner.report.pareto import pareto_html, pareto_png
-from tuner.report.price import price_tag
-from tuner.report.progress import hypervolume_progress, progress_figure
-from tuner.report.sensitivity import Sensitivity, sensitivity, sensitivity_figure
+from tuner.reporting.budget_curve import budget_curves, budget_figure
+from tuner.reporting.html import render_report
+from tuner.reporting.pareto import pareto_html, pareto_png
+from tuner.reporting.price import price_tag
+from tuner.reporting.progress import hypervolume_progress, progress_figure
+from tuner.reporting.sensitivity import Sensitivity, sensitivity, sensitivity_figure
 
 if TYPE_CHECKING:
     from tuner.result import TuneResult

@@ -23,8 +23,8 @@ def add_report_command(commands: argparse._SubParsersAction) -> None:
 
 def run_report(args: argparse.Namespace) -> int:
     from tuner.config import ConfigError
-    from tuner.report.build import build_report
-    from tuner.report.load import load_from_dir, load_from_mlflow
+    from tuner.reporting.build import build_report
+    from tuner.reporting.load import load_from_dir, load_from_mlflow
 
     source = Path(args.source).expanduser()
     try:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from tuner.config import ENERGY_METRIC, FloatRange, IntRange, ReportSettings
-from tuner.report._space import SpaceEncoder
+from tuner.reporting._space import SpaceEncoder
 
 if TYPE_CHECKING:
     from tuner.result import TuneResult
