@@ -122,7 +122,7 @@ def best_so_far(result: TuneResult) -> pd.DataFrame:
 def budget_figure(result: TuneResult, by_energy: pd.DataFrame, by_trials: pd.DataFrame) -> Figure:
     """Expected best metric vs kWh (with the study's own best-so-far) and vs number of trials."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator, NullFormatter
 
     fig = Figure(figsize=(10, 4.2), dpi=110)
     left, right = fig.subplots(1, 2)
@@ -147,6 +147,7 @@ def budget_figure(result: TuneResult, by_energy: pd.DataFrame, by_trials: pd.Dat
         left.step(own["cumulative_kwh"], own["best"], where="post", color="#ff7f0e", label="this study, best so far")
     if len(by_energy) > 1 and by_energy["budget_kwh"].max() / by_energy["budget_kwh"].min() > 10:
         left.set_xscale("log")
+        left.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide on short spans
     left.set_xlabel("energy budget (kWh of trials)")
     left.set_ylabel(f"expected best {result.metric}")
     left.set_title("budget curve by energy (Monte Carlo)")

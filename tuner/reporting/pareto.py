@@ -2,7 +2,7 @@
 
 Interactive HTML from plotly (hover shows a trial's parameters) and a PNG from
 matplotlib, because plotly's static export (kaleido) needs a browser at run time.
-Trials without a metric (most failed ones) are drawn on a strip along the bottom at
+Trials without a metric (failed ones, stopped ones that never reported) are drawn on a strip along the bottom at
 their energy, so the energy they cost stays visible. Energy is on a log axis when it
 spans more than a decade.
 """
@@ -92,7 +92,7 @@ def pareto_figure(result: TuneResult) -> go.Figure:
             ))
     if strip is not None:
         fig.add_hline(y=strip, line={"dash": "dot", "color": "#d62728", "width": 1},
-                      annotation_text="no metric (failed)", annotation_position="bottom right")
+                      annotation_text="no metric", annotation_position="bottom right")
     fig.update_layout(
         title=f"{result.metric} vs energy per trial ({len(trials)} trials)",
         xaxis_title="energy per trial (kWh)", yaxis_title=result.metric, template="plotly_white",
@@ -122,7 +122,7 @@ def pareto_matplotlib(result: TuneResult) -> Figure:
                        edgecolors="black", linewidths=0.6, label=f"knee (trial {knee['trial_id']})", zorder=5)
     if strip is not None:
         ax.axhline(strip, color="#d62728", ls=":", lw=0.8)
-        ax.annotate("no metric (failed)", (1, strip), xycoords=("axes fraction", "data"), ha="right",
+        ax.annotate("no metric", (1, strip), xycoords=("axes fraction", "data"), ha="right",
                     va="bottom", fontsize=7, color="#d62728")
     if log_energy_axis(result):
         ax.set_xscale("log")

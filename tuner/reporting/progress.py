@@ -83,6 +83,7 @@ def progress_figure(result: TuneResult, progress: pd.DataFrame) -> Figure:
     ax.set_xlabel("cumulative trial energy (kWh)")
     ax.set_ylabel("normalised hypervolume of the front so far")
     ax.set_ylim(0, 1.02)
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
     ax.set_title(f"{result.metric} x energy front: progress per kWh")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
