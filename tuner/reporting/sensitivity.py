@@ -153,7 +153,7 @@ def _from_table(done: pd.DataFrame, space: dict[str, Any], metric: str) -> Sensi
         for i, name in enumerate(encoder.names):
             sign = 1.0 if signs[i] is None else signs[i]
             rows.append({"objective": objective, "parameter": name,
-                         "first_order": sign * max(first[i], 0.0), "total_order": sign * max(total[i], 0.0),
+                         "first_order": sign * max(first[i], 0.0) + 0.0, "total_order": sign * max(total[i], 0.0) + 0.0,
                          "direction": "categorical" if signs[i] is None else ("+" if sign > 0 else "-")})
     method = (f"Sobol indices (Saltelli/Jansen estimator, Ax SobolSensitivity, {MC_SAMPLES} Monte-Carlo samples) of a "
               f"scikit-learn Gaussian process (Matern 5/2, ARD, white noise) fitted on {len(done)} completed trials "
