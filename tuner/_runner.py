@@ -127,6 +127,8 @@ def tune(
         co2_kg=carbon.get("co2_kg"),
         co2_counterfactual_kg=carbon.get("co2_counterfactual_kg"),
         carbon=carbon,
+        config=cfg,
+        searcher=searcher,
     )
     _finish(result, tracker, out)
     if progress:
@@ -181,20 +183,24 @@ def _run_tuner(cfg: StudyConfig, objective: Any, gate: Any, ledger: EnergyLedger
 
 
 def _finish(result: TuneResult, tracker: Any, out: Path) -> None:
-    from tuner.plots import pareto_html, pareto_png
+    from tuner.reporting import build_report
+    from tuner.tracking import _config_dump
 
     _atomic_csv(result.trials, out / TRIALS_FILE)
-    artifacts = [out / TRIALS_FILE]
-    try:
-        artifacts += [pareto_html(result, out / "pareto.html"), pareto_png(result, out / "pareto.png")]
-    except Exception as exc:  # noqa: BLE001 - a plot must not lose a finished study
-        logger.warning("could not draw the Pareto plot: %s", exc)
-    tracker.finish_study(result, artifacts)
     state = json.loads((out / STATE_FILE).read_text())
     state.update({"finished_at": time.time(), "total_energy_kwh": result.total_energy_kwh,
                   "overhead_kwh": result.overhead_kwh, "co2_kg": result.co2_kg,
-                  "co2_counterfactual_kg": result.co2_counterfactual_kg})
-    _write_json(out / STATE_FILE, state)
+                  "co2_counterfactual_kg": result.co2_counterfactual_kg,
+                  **{k: v for k, v in result.carbon.items() if isinstance(v, (str, int, float))},
+                  "finish_reason": result.finish_reason,
+                  "config": _config_dump(result.config) if result.config is not None else None})
+    _write_json(out / STATE_FILE, state)  # what `greentune report DIR` rebuilds from
+    artifacts = [out / TRIALS_FILE]
+    try:
+        artifacts += list(build_report(result, out).values())
+    except Exception as exc:  # noqa: BLE001 - a report must not lose a finished study
+        logger.warning("could not build the study report: %s", exc)
+    tracker.finish_study(result, artifacts)
 
 
 def trials_frame(ledger: EnergyLedger, param_names: list[str], metric: str) -> pd.DataFrame:

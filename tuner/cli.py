@@ -1,4 +1,4 @@
-"""``greentune`` command line: run a study from YAML and print its Pareto front."""
+"""``greentune`` command line: run a study from YAML and print its Pareto front; rebuild a report."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from tuner.config import ConfigError
+from tuner.reporting.cli import add_report_command, run_report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,11 +26,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tuner.carbon.cli import run as run_carbon
 
     add_commands(commands)
+    add_report_command(commands)
     args = parser.parse_args(argv)
     if args.command == "run":
         return _run(args)
     if args.command == "carbon":
         return run_carbon(args)
+    if args.command == "report":
+        return run_report(args)
     return 2
 
 

@@ -254,6 +254,21 @@ def parse_duration(text: str, field: str) -> float:
     return seconds
 
 
+class ReportSettings(_Strict):
+    """What the report's price tag charges per kWh, and the carbon intensity it falls back on.
+
+    ``price_per_kwh`` defaults to 0.30 EUR, a round figure near the EU household average
+    of 2023-24 (Eurostat: about 0.29 EUR/kWh); set your own tariff. ``co2_kg_per_kwh``
+    (0.475, the world-average grid intensity from the IEA that the ML CO2 Impact
+    calculator of Lacoste et al. 2019 uses) applies only when the trials table carries
+    no measured ``co2_kg``.
+    """
+
+    price_per_kwh: float = Field(0.30, ge=0)
+    currency: str = Field("EUR", min_length=1, max_length=8)
+    co2_kg_per_kwh: float = Field(0.475, ge=0)
+
+
 Strategy = Literal["bo", "grid", "random", "sobol"]
 
 
@@ -280,6 +295,7 @@ class StudyConfig(_Strict):
     pue: float = Field(1.0, ge=1.0)
     carbon: CarbonSettings = CarbonSettings()
     address: str | None = None
+    report: ReportSettings = ReportSettings()
 
     @field_validator("objective")
     @classmethod

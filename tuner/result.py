@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from tuner.config import ENERGY_METRIC
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from plotly.graph_objects import Figure as PlotlyFigure
+
+    from tuner.config import StudyConfig
 
 
 def pareto_mask(metric: np.ndarray, energy: np.ndarray, mode: str = "max") -> np.ndarray:
@@ -34,6 +40,8 @@ class TuneResult:
     ``stopped``) and timing. ``total_energy_kwh`` is the trials' energy plus
     ``overhead_kwh``, the CPU energy the driver spent choosing trials (Ax's model fits
     and candidate generation), estimated from CPU time like the trials'.
+    ``config`` is the study's config (the report needs its search space and prices);
+    ``searcher`` the searcher that ran it (``bo`` sensitivity reads its Ax surrogate).
     """
 
     trials: pd.DataFrame
@@ -54,6 +62,8 @@ class TuneResult:
     co2_kg: float | None = None
     co2_counterfactual_kg: float | None = None
     carbon: dict[str, Any] = field(default_factory=dict)
+    config: StudyConfig | None = field(default=None, repr=False)
+    searcher: Any = field(default=None, repr=False, compare=False)
 
     @property
     def completed(self) -> pd.DataFrame:
@@ -138,6 +148,24 @@ class TuneResult:
         if self.finish_reason:
             lines.append(f"stopped because: {self.finish_reason}")
         return "\n".join(lines)
+
+    def plot_pareto(self) -> PlotlyFigure:
+        """Interactive metric-vs-kWh plot of every trial, the front and the knee (plotly)."""
+        from tuner.reporting.pareto import pareto_figure
+
+        return pareto_figure(self)
+
+    def plot_sensitivity(self) -> Figure:
+        """Signed Sobol indices of each parameter for the metric and for energy (matplotlib)."""
+        from tuner.reporting.sensitivity import sensitivity, sensitivity_figure
+
+        return sensitivity_figure(sensitivity(self), self.metric)
+
+    def plot_budget_curve(self) -> Figure:
+        """Expected best metric against energy budget and number of trials (matplotlib)."""
+        from tuner.reporting.budget_curve import budget_curves, budget_figure
+
+        return budget_figure(self, *budget_curves(self))
 
     def front_table(self) -> str:
         """The Pareto front as a plain-text table (knee marked with *)."""

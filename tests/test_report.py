@@ -1,0 +1,262 @@
+"""The study report on trial tables whose answers are known (no Ray)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.report_tables import SPACE, synthetic_result
+from tuner.reporting import build_report
+from tuner.reporting.budget_curve import curve_by_energy, curve_by_trials, expected_max
+from tuner.reporting.load import load_from_dir
+from tuner.reporting.price import grid_estimate, price_tag
+from tuner.reporting.progress import hypervolume_progress
+from tuner.reporting.sensitivity import sensitivity
+
+# ------------------------------------------------------------------ budget curve
+
+
+def test_expected_max_matches_hand_computed_values():
+    values = [0.9, 0.6, 0.7]  # sorted: 0.6, 0.7, 0.9
+    mean, var = expected_max(values, [1, 2, 3])
+    # n=1: the plain mean and variance of the three values.
+    assert mean[0] == pytest.approx((0.6 + 0.7 + 0.9) / 3)
+    assert var[0] == pytest.approx((0.36 + 0.49 + 0.81) / 3 - ((0.6 + 0.7 + 0.9) / 3) ** 2)
+    # n=2: weights 1/9, 3/9, 5/9 -> 0.0667 + 0.2333 + 0.5 = 0.8; E[v^2] = 0.6533.
+    assert mean[1] == pytest.approx(0.8)
+    assert var[1] == pytest.approx(0.36 / 9 + 0.49 * 3 / 9 + 0.81 * 5 / 9 - 0.64)
+    # n=3: weights 1/27, 7/27, 19/27.
+    assert mean[2] == pytest.approx((0.6 + 0.7 * 7 + 0.9 * 19) / 27)
+    # A minimised metric: the expected best of two draws is the expected minimum.
+    low, _ = expected_max(values, 2, mode="min")
+    assert low[0] == pytest.approx(0.6 * 5 / 9 + 0.7 * 3 / 9 + 0.9 * 1 / 9)
+
+
+def test_curve_by_trials_rises_to_the_best_value():
+    curve = curve_by_trials(np.array([0.6, 0.7, 0.9]))
+    assert curve["n_trials"].tolist() == [1, 2, 3]
+    assert curve["expected_best"].is_monotonic_increasing
+    assert curve["std"].iloc[0] == pytest.approx(math.sqrt(expected_max([0.6, 0.7, 0.9], 1)[1][0]))
+
+
+def test_curve_by_energy_matches_hand_computed_budget_outcomes():
+    # A: accuracy 0.5 for 1 kWh; B: 0.9 for 3 kWh. With 3 kWh: a sequence starting with B
+    # ends with B (0.9); one starting with A never fits B after it, so ends at 0.5.
+    # Expected best = 0.7, standard deviation = 0.2. With 2 kWh only A-starts give a result.
+    curve = curve_by_energy(np.array([0.5, 0.9]), np.array([1.0, 3.0]), np.array([0.5, 2.0, 3.0]),
+                            sequences=20000).set_index("budget_kwh")
+    assert curve.loc[0.5, "p_result"] == 0 and math.isnan(curve.loc[0.5, "expected_best"])
+    assert curve.loc[2.0, "p_result"] == pytest.approx(0.5, abs=0.02)
+    assert curve.loc[2.0, "expected_best"] == pytest.approx(0.5)
+    assert curve.loc[3.0, "p_result"] == 1.0
+    assert curve.loc[3.0, "expected_best"] == pytest.approx(0.7, abs=0.01)
+    assert curve.loc[3.0, "std"] == pytest.approx(0.2, abs=0.01)
+
+
+def test_curve_by_energy_with_equal_costs_is_the_closed_form():
+    values = np.array([0.2, 0.5, 0.6, 0.8, 0.95])
+    curve = curve_by_energy(values, np.full(5, 2.0), np.array([2.0, 6.0, 10.0]), sequences=20000)
+    mean, var = expected_max(values, [1, 3, 5])
+    assert curve["expected_best"].to_numpy() == pytest.approx(mean, abs=0.01)
+    assert curve["std"].to_numpy() == pytest.approx(np.sqrt(var), abs=0.01)
+    assert curve["mean_trials"].tolist() == [1, 3, 5]
+
+
+# ------------------------------------------------------------------ sensitivity
+
+
+def test_sensitivity_ranks_the_dominant_parameter_first_with_its_sign():
+    up = sensitivity(synthetic_result(accuracy_sign=1.0))
+    assert "Gaussian process" in up.method and "36 completed trials" in up.method
+    assert up.ranking("accuracy")[0] == "lr"
+    lr = up.table.set_index(["objective", "parameter"]).loc[("accuracy", "lr")]
+    assert lr["direction"] == "+" and lr["total_order"] > 0.8 and lr["first_order"] > 0.8
+
+    down = sensitivity(synthetic_result(accuracy_sign=-1.0, seed=1))
+    assert down.ranking("accuracy")[0] == "lr"
+    lr = down.table.set_index(["objective", "parameter"]).loc[("accuracy", "lr")]
+    assert lr["direction"] == "-" and lr["total_order"] < -0.8
+
+
+def test_energy_linear_in_epochs_is_dominated_by_epochs():
+    found = sensitivity(synthetic_result())
+    assert found.ranking("energy_kwh")[0] == "epochs"
+    rows = found.table[found.table["objective"] == "energy_kwh"].set_index("parameter")
+    assert rows.loc["epochs", "direction"] == "+"
+    assert rows.loc["epochs", "total_order"] > 0.9
+    assert rows.drop("epochs")["total_order"].abs().max() < 0.05
+    assert rows.loc["optimizer", "direction"] == "categorical"
+
+
+def test_sensitivity_with_too_few_trials_says_why():
+    found = sensitivity(synthetic_result(n=6, failed=0, stopped=0))
+    assert found.table.empty and "need" in found.note
+
+
+# ------------------------------------------------------------------ price tag and grid estimate
+
+
+def test_grid_estimate_recovers_an_exactly_log_linear_energy():
+    result = synthetic_result()
+    # Grid levels at resolution 3: epochs {1, 10, 20} (10.5 rounds to 10), width {16, 64, 256}
+    # (ripple factors 1, 1.005, 1.01), 3 learning rates, 2 optimisers.
+    truth = 1e-4 * (1 + 10 + 20) * (1 + 1.005 + 1.01) * 3 * 2
+    grid = grid_estimate(result)
+    assert grid.points == 3 * 3 * 3 * 2
+    assert grid.kwh == pytest.approx(truth, rel=1e-3)
+    assert grid.kwh_low <= grid.kwh <= grid.kwh_high
+
+
+def test_price_tag_totals_match_the_trials_table():
+    result = synthetic_result(report={"price_per_kwh": 0.5, "currency": "USD", "co2_kg_per_kwh": 0.2}, pue=1.5)
+    tag = price_tag(result)
+    trials_kwh = result.trials["energy_kwh"].sum()
+    assert tag.trials_kwh == pytest.approx(trials_kwh)
+    assert tag.total_kwh == pytest.approx(trials_kwh + 2e-4)
+    assert tag.facility_kwh == pytest.approx(1.5 * (trials_kwh + 2e-4))
+    assert tag.cost == pytest.approx(0.5 * tag.facility_kwh) and tag.currency == "USD"
+    assert tag.co2_kg == pytest.approx(0.2 * tag.facility_kwh) and "not measured" in tag.co2_source
+    assert tag.trials_by_status == {"completed": 36, "failed": 2, "stopped_by_budget": 2}
+    assert tag.device_hours["CPU core-hours reserved"] == pytest.approx(result.trials["duration_s"].sum() / 3600)
+
+
+def test_price_tag_prefers_measured_co2():
+    result = synthetic_result()
+    result.trials["co2_kg"] = 0.001
+    tag = price_tag(result)
+    assert tag.co2_kg == pytest.approx(0.04 + 2e-4 * 0.475) and "co2_kg" in tag.co2_source
+    result.co2_kg = 0.123
+    result.carbon = {"carbon_provider": "static"}
+    measured = price_tag(result)
+    assert measured.co2_kg == 0.123 and "static" in measured.co2_source
+
+
+# ------------------------------------------------------------------ progress
+
+
+def test_hypervolume_never_falls_and_ends_at_the_full_front():
+    result = synthetic_result()
+    table = hypervolume_progress(result)
+    assert table["cumulative_kwh"].iloc[-1] == pytest.approx(result.trials["energy_kwh"].sum())
+    assert table["hypervolume"].is_monotonic_increasing
+    assert (table["hypervolume"].iloc[:4] == 0).all()  # the first four rows failed or were stopped
+    assert 0 < table["hypervolume"].iloc[-1] <= 1
+
+
+# ------------------------------------------------------------------ artifacts
+
+
+def test_report_artifacts_exist_and_match_the_trials_table(tmp_path: Path):
+    result = synthetic_result()
+    files = build_report(result, tmp_path)
+    expected = {"pareto_html", "pareto_png", "price_tag", "sensitivity_csv", "sensitivity_png",
+                "budget_curve_kwh_csv", "budget_curve_trials_csv", "budget_curve_png", "progress_csv",
+                "progress_png", "report"}
+    assert set(files) == expected and all(p.is_file() and p.stat().st_size > 0 for p in files.values())
+    for name in ("pareto_png", "sensitivity_png", "budget_curve_png", "progress_png"):
+        assert files[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    front = result.pareto_front
+    page = files["report"].read_text()
+    # The front table in report.html lists exactly the front's trials, knee marked.
+    front_section = page.split("<h2>Pareto front</h2>")[1].split("<h2>")[0]
+    listed = re.findall(r"<td>(?:\*)?</td>\s*<td>(t\d{3})</td>", front_section)
+    assert listed == front["trial_id"].tolist()
+    assert f"<td>*</td>\n      <td>{result.knee()['trial_id']}</td>" in front_section
+    for name in ("pareto.html", "sensitivity.csv", "budget_curve_kwh.csv", "progress.csv", "price_tag.json"):
+        assert f"href='{name}'" in page
+
+    # Every trial is in the interactive plot, by status.
+    html = files["pareto_html"].read_text()
+    for label in ("completed (36)", "failed (2)", "stopped by budget (2)", "Pareto front", "knee (trial"):
+        assert label in html
+    assert '"type":"log"' in html  # energy spans more than a decade
+    first = result.trials.iloc[0]
+    hover = f"trial {first['trial_id']} (failed)<br>lr={first['lr']}<br>epochs={first['epochs']}"
+    assert hover.replace("<", "\\u003c").replace(">", "\\u003e") in html  # as plotly escapes it
+
+    tag = json.loads(files["price_tag"].read_text())
+    assert tag["trials_kwh"] == pytest.approx(result.trials["energy_kwh"].sum())
+    assert tag["total_kwh"] == pytest.approx(result.total_energy_kwh)
+    assert tag["n_trials"] == 40
+    assert f"{tag['total_kwh']:.6g} kWh" in page
+
+    curve = pd.read_csv(files["budget_curve_trials_csv"])
+    assert len(curve) == 36 and curve["expected_best"].iloc[-1] <= result.completed["accuracy"].max()
+    sens = pd.read_csv(files["sensitivity_csv"])
+    assert set(sens["parameter"]) == set(SPACE) and set(sens["objective"]) == {"accuracy", "energy_kwh"}
+
+
+def test_rebuild_from_disk_reproduces_the_numbers(tmp_path: Path):
+    from tuner.cli import main
+    from tuner.tracking import _config_dump
+
+    result = synthetic_result()
+    study = tmp_path / "study"
+    study.mkdir()
+    result.trials.to_csv(study / "trials.csv", index=False)
+    (study / "study.json").write_text(json.dumps({
+        "name": "synthetic", "mlflow_run_id": None, "total_energy_kwh": result.total_energy_kwh,
+        "overhead_kwh": result.overhead_kwh, "config": _config_dump(result.config)}, default=str))
+    loaded = load_from_dir(study)
+    assert loaded.config.search_space == result.config.search_space
+    assert loaded.pareto_front["trial_id"].tolist() == result.pareto_front["trial_id"].tolist()
+
+    assert main(["report", str(study), "--output-dir", str(tmp_path / "out")]) == 0
+    tag = json.loads((tmp_path / "out" / "price_tag.json").read_text())
+    assert tag["total_kwh"] == pytest.approx(result.total_energy_kwh)
+    assert tag["grid"]["kwh"] == pytest.approx(grid_estimate(result).kwh)
+    assert (tmp_path / "out" / "report.html").is_file()
+
+
+def test_report_of_a_directory_that_is_not_a_study_exits_2(tmp_path: Path, capsys):
+    from tuner.cli import main
+
+    assert main(["report", str(tmp_path)]) == 2
+    assert "trials.csv, study.json missing" in capsys.readouterr().err
+
+
+def test_bo_study_sensitivity_comes_from_the_ax_surrogate():
+    pytest.importorskip("ax")
+    from tuner.search.ax_searcher import AxSearcher
+
+    result = synthetic_result(n=30, failed=0, stopped=0)
+    searcher = AxSearcher(result.config.tunable, metric="accuracy", mode="max", seed=0, method="bo")
+    for _, row in result.trials.iterrows():
+        params = {"lr": float(row["lr"]), "epochs": int(row["epochs"]), "width": int(row["width"]),
+                  "optimizer": str(row["optimizer"])}
+        index = searcher.client.attach_trial(parameters=params)
+        searcher.client.complete_trial(index, raw_data={"accuracy": float(row["accuracy"]),
+                                                        "energy_kwh": float(row["energy_kwh"])})
+    found = sensitivity(result, searcher)
+    assert found.method.startswith("Sobol indices (Ax ax_parameter_sens"), found.method
+    assert set(found.table["parameter"]) == set(SPACE)  # one-hot features folded back to 'optimizer'
+    assert found.ranking("accuracy")[0] == "lr"
+    assert found.ranking("energy_kwh")[0] == "epochs"
+    rows = found.table.set_index(["objective", "parameter"])
+    assert rows.loc[("accuracy", "lr"), "direction"] == "+"
+    assert rows.loc[("energy_kwh", "epochs"), "direction"] == "+"
+    assert rows.loc[("energy_kwh", "optimizer"), "direction"] == "categorical"
+
+
+def test_report_settings_are_validated_naming_the_field():
+    from tests.report_tables import study_config
+    from tuner.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"report\.price_per_kwh"):
+        study_config(report={"price_per_kwh": -1})
+    with pytest.raises(ConfigError, match="did you mean 'currency'"):
+        study_config(report={"curency": "USD"})
+
+
+def test_loading_the_report_package_leaves_tuner_report_the_function():
+    import tuner
+    import tuner.reporting.build  # noqa: F401
+
+    assert callable(tuner.report) and tuner.report.__module__ == "tuner._trial"

@@ -1,0 +1,94 @@
+"""``report.html``: one self-contained page (PNGs inlined) that links every artifact.
+
+Inlined images keep the page readable in MLflow's artifact viewer, where relative
+links to sibling files do not resolve; the links still work when opened from disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from tuner.config import ENERGY_METRIC
+
+if TYPE_CHECKING:
+    from tuner.reporting.price import PriceTag
+    from tuner.reporting.sensitivity import Sensitivity
+    from tuner.result import TuneResult
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
+th{background:#f3f3f3;text-align:left}img{max-width:100%;border:1px solid #eee}.method{color:#555;font-size:13px}"""
+
+
+def _image(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<p><a href="{path.name}"><img alt="{path.stem}" src="data:image/png;base64,{data}"></a></p>'
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, border=0, float_format=lambda v: f"{v:.4g}", na_rep="")
+
+
+def render_report(result: TuneResult, artifacts: dict[str, Path], tag: PriceTag, found: Sensitivity | None,
+                  notes: dict[str, str], path: Path) -> Path:
+    """Write the page; ``artifacts`` maps a short name to a file in the same directory."""
+    esc = html.escape
+    name = result.config.study_name if result.config is not None else "study"
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>greentune report: {esc(name)}</title>"
+             f"<style>{_CSS}</style></head><body>",
+             f"<h1>greentune report: {esc(name)}</h1>",
+             f"<p>{esc(result.summary()).replace(chr(10), '<br>')}</p>"]
+    if result.mlflow_run_id:
+        parts.append(f"<p>MLflow run <code>{esc(result.mlflow_run_id)}</code> at <code>{esc(str(result.tracking_uri))}</code></p>")
+
+    parts.append("<h2>Price tag</h2><table>")
+    parts += [f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in tag.lines()]
+    parts.append("</table>")
+    if tag.grid is not None:
+        parts.append(f"<p class='method'>Grid estimate: {esc(tag.grid.method)}.</p>")
+
+    parts.append("<h2>Pareto front</h2>")
+    if "pareto_html" in artifacts:
+        parts.append(f"<p><a href='{artifacts['pareto_html'].name}'>interactive plot (hover for parameters)</a></p>")
+    if "pareto_png" in artifacts:
+        parts.append(_image(artifacts["pareto_png"]))
+    front = result.pareto_front
+    if not front.empty:
+        knee = result.knee()
+        table = front[["trial_id", result.metric, ENERGY_METRIC, *result.param_names]].copy()
+        table.insert(0, "knee", ["*" if knee is not None and i == knee.name else "" for i in table.index])
+        parts.append(_table(table))
+
+    parts.append("<h2>Hyperparameter sensitivity</h2>")
+    if found is not None and not found.table.empty:
+        parts.append(f"<p class='method'>Method: {esc(found.method)}.</p>")
+        parts.append(_image(artifacts["sensitivity_png"]))
+        parts.append(_table(found.table))
+    else:
+        parts.append(f"<p>Not computed: {esc(notes.get('sensitivity', found.note if found else 'unavailable'))}</p>")
+
+    parts.append("<h2>Budget curve</h2>")
+    if "budget_curve_png" in artifacts:
+        parts.append("<p class='method'>Expected best metric of random draws from the completed trials, "
+                     "by number of trials (Dodge et al. 2019, closed form) and by energy budget (same draws, "
+                     "stopped by cumulative kWh; Monte Carlo). See tuner/reporting/budget_curve.py.</p>")
+        parts.append(_image(artifacts["budget_curve_png"]))
+    else:
+        parts.append(f"<p>Not computed: {esc(notes.get('budget_curve', 'no completed trials'))}</p>")
+
+    parts.append("<h2>Progress</h2>")
+    if "progress_png" in artifacts:
+        parts.append(_image(artifacts["progress_png"]))
+    else:
+        parts.append(f"<p>Not computed: {esc(notes.get('progress', 'unavailable'))}</p>")
+
+    parts.append("<h2>Files</h2><ul>")
+    parts += [f"<li><a href='{p.name}'>{esc(p.name)}</a></li>" for p in artifacts.values()]
+    parts.append("</ul></body></html>")
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path

@@ -1,0 +1,145 @@
+"""Pareto plots: every trial by status, the front as a step line, the knee marked.
+
+Interactive HTML from plotly (hover shows a trial's parameters) and a PNG from
+matplotlib, because plotly's static export (kaleido) needs a browser at run time.
+Trials without a metric (failed ones, stopped ones that never reported) are drawn on a strip along the bottom at
+their energy, so the energy they cost stays visible. Energy is on a log axis when it
+spans more than a decade.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from tuner.config import ENERGY_METRIC
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+    from matplotlib.figure import Figure
+
+    from tuner.result import TuneResult
+
+# status -> (label, colour, plotly symbol, matplotlib marker)
+_STYLE = {
+    "completed": ("completed", "#1f77b4", "circle", "o"),
+    "failed": ("failed", "#d62728", "x", "x"),
+    "stopped_by_budget": ("stopped by budget", "#7f7f7f", "diamond", "D"),
+    "stopped": ("stopped", "#9467bd", "diamond-open", "d"),
+}
+_OTHER = ("other", "#bcbd22", "circle-open", "o")
+
+
+def log_energy_axis(result: TuneResult) -> bool:
+    """True when the plotted energies span more than a decade."""
+    energy = result.trials[ENERGY_METRIC]
+    energy = energy[energy > 0]
+    return len(energy) > 1 and energy.max() / energy.min() > 10
+
+
+def _placed(result: TuneResult) -> tuple[pd.DataFrame, float | None]:
+    """Trials with a y to draw at: their metric, or the bottom strip when they have none."""
+    trials = result.trials.copy()
+    has = trials[result.metric].notna() if result.metric in trials else pd.Series(False, index=trials.index)
+    values = trials.loc[has, result.metric].astype(float)
+    strip = None
+    if (~has).any():
+        low, high = (values.min(), values.max()) if len(values) else (0.0, 1.0)
+        span = (high - low) or 1.0
+        strip = float(low - 0.08 * span) if result.mode == "max" else float(high + 0.08 * span)
+    trials["_y"] = np.where(has, trials[result.metric] if result.metric in trials else np.nan, strip)
+    trials["_has_metric"] = has
+    return trials, strip
+
+
+def _hover(result: TuneResult, row: pd.Series) -> str:
+    params = "<br>".join(f"{p}={row[p]}" for p in result.param_names if p in row)
+    metric = f"{row[result.metric]:.4g}" if row["_has_metric"] else "none"
+    extra = f"<br>error: {str(row['error'])[:120]}" if isinstance(row.get("error"), str) else ""
+    return (f"trial {row['trial_id']} ({row['status']})<br>{params}<br>{result.metric}={metric}"
+            f"<br>kWh={row[ENERGY_METRIC]:.4g}{extra}")
+
+
+def pareto_figure(result: TuneResult) -> go.Figure:
+    """Interactive plot: every trial by status, hover with its parameters, front and knee."""
+    import plotly.graph_objects as go
+
+    trials, strip = _placed(result)
+    fig = go.Figure()
+    for status, group in trials.groupby("status", sort=False):
+        label, color, symbol, _ = _STYLE.get(str(status), _OTHER)
+        fig.add_trace(go.Scatter(
+            x=group[ENERGY_METRIC], y=group["_y"], mode="markers", name=f"{label} ({len(group)})",
+            marker={"color": color, "symbol": symbol, "size": 9},
+            text=[_hover(result, row) for _, row in group.iterrows()], hovertemplate="%{text}<extra></extra>",
+        ))
+    front = result.pareto_front
+    if not front.empty:
+        fig.add_trace(go.Scatter(
+            x=front[ENERGY_METRIC], y=front[result.metric], mode="lines", name="Pareto front",
+            line={"shape": "hv", "color": "#2ca02c"}, hoverinfo="skip",
+        ))
+        knee = result.knee()
+        if knee is not None:
+            fig.add_trace(go.Scatter(
+                x=[knee[ENERGY_METRIC]], y=[knee[result.metric]], mode="markers+text",
+                name=f"knee (trial {knee['trial_id']})", text=["knee"], textposition="top left",
+                marker={"color": "#ff7f0e", "size": 18, "symbol": "star", "line": {"width": 1, "color": "black"}},
+                hoverinfo="skip",
+            ))
+    if strip is not None:
+        fig.add_hline(y=strip, line={"dash": "dot", "color": "#d62728", "width": 1},
+                      annotation_text="no metric", annotation_position="bottom right")
+    fig.update_layout(
+        title=f"{result.metric} vs energy per trial ({len(trials)} trials)",
+        xaxis_title="energy per trial (kWh)", yaxis_title=result.metric, template="plotly_white",
+    )
+    if log_energy_axis(result):
+        fig.update_xaxes(type="log")
+    return fig
+
+
+def pareto_matplotlib(result: TuneResult) -> Figure:
+    """The same picture as :func:`pareto_figure`, as a matplotlib figure (for the PNG)."""
+    from matplotlib.figure import Figure
+
+    trials, strip = _placed(result)
+    fig = Figure(figsize=(7.5, 4.8), dpi=110)
+    ax = fig.subplots()
+    for status, group in trials.groupby("status", sort=False):
+        label, color, _, marker = _STYLE.get(str(status), _OTHER)
+        ax.scatter(group[ENERGY_METRIC], group["_y"], c=color, marker=marker, s=30,
+                   label=f"{label} ({len(group)})", alpha=0.85)
+    front = result.pareto_front
+    if not front.empty:
+        ax.step(front[ENERGY_METRIC], front[result.metric], where="post", color="#2ca02c", label=f"Pareto front ({len(front)})")
+        knee = result.knee()
+        if knee is not None:
+            ax.scatter([knee[ENERGY_METRIC]], [knee[result.metric]], marker="*", s=300, c="#ff7f0e",
+                       edgecolors="black", linewidths=0.6, label=f"knee (trial {knee['trial_id']})", zorder=5)
+    if strip is not None:
+        ax.axhline(strip, color="#d62728", ls=":", lw=0.8)
+        ax.annotate("no metric", (1, strip), xycoords=("axes fraction", "data"), ha="right",
+                    va="bottom", fontsize=7, color="#d62728")
+    if log_energy_axis(result):
+        ax.set_xscale("log")
+    ax.set_xlabel("energy per trial (kWh)")
+    ax.set_ylabel(result.metric)
+    ax.set_title(f"{result.metric} vs energy per trial ({len(trials)} trials)")
+    ax.legend(loc="best", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def pareto_html(result: TuneResult, path: Path) -> Path:
+    """Write the interactive plot (plotly.js from its CDN, so the file stays small)."""
+    pareto_figure(result).write_html(path, include_plotlyjs="cdn")
+    return path
+
+
+def pareto_png(result: TuneResult, path: Path) -> Path:
+    pareto_matplotlib(result).savefig(path)
+    return path
