@@ -50,6 +50,15 @@ def test_no_trial_starts_when_the_median_does_not_fit():
     assert not ledger.can_start_trial()
 
 
+def test_the_next_search_step_is_charged_before_a_trial_starts():
+    # the last BO step cost 360 CPU-seconds at 10 W: 0.001 kWh
+    ledger = EnergyLedger(0.01, 10.0, "accuracy", next_step_cpu_s=lambda: 360.0)
+    ledger.observe("a", _beat(0.004, "completed", accuracy=0.5))
+    assert ledger.can_start_trial()  # 0.004 + 0.001 + 0.004 <= 0.01
+    ledger.observe("b", _beat(0.0045, "completed", accuracy=0.5))
+    assert not ledger.can_start_trial()  # 0.0085 + 0.001 + 0.00425 > 0.01
+
+
 def test_failed_trials_count_energy_but_not_the_median():
     ledger = _ledger()
     ledger.observe("ok", _beat(0.1, "completed", accuracy=0.5))

@@ -89,6 +89,8 @@ def test_reserved_names_and_bad_metric_rejected():
     with pytest.raises(ConfigError, match="reserved"):
         load_config({**BASE, "search_space": {"energy_kwh": {"type": "float", "low": 0, "high": 1}}})
     with pytest.raises(ConfigError, match="reserved"):
+        load_config({**BASE, "search_space": {"hw_gpu": {"type": "float", "low": 0, "high": 1}}})
+    with pytest.raises(ConfigError, match="reserved"):
         load_config({**BASE, "metric": "energy_kwh"})
     with pytest.raises(ConfigError, match="identifier"):
         load_config({**BASE, "metric": "val acc"})

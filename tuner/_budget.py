@@ -65,6 +65,7 @@ class EnergyLedger:
         metric: str,
         overhead_cpu_s: Callable[[], float] = lambda: 0.0,
         report_interval_s: float = 2.0,
+        next_step_cpu_s: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.budget_kwh = budget_kwh
         self.report_interval_s = report_interval_s
@@ -72,6 +73,7 @@ class EnergyLedger:
         self.metric = metric
         self.entries: dict[str, TrialEntry] = {}
         self._overhead_cpu_s = overhead_cpu_s
+        self._next_step_cpu_s = next_step_cpu_s
         self.stopped_at: float | None = None
 
     # ------------------------------------------------------------------ updates
@@ -174,17 +176,19 @@ class EnergyLedger:
         """Whether one more trial of the expected energy fits in what is left.
 
         Running trials are charged at least the expected energy, since they will most
-        likely spend that much before they finish.
+        likely spend that much before they finish; choosing the trial is charged what the
+        searcher's last step cost, since a BO step can cost more than a small trial.
         """
         if self.exhausted or self.stopped_at is not None:
             return False
+        choosing = self._next_step_cpu_s() * self.watts_per_core / J_PER_KWH
         expected = self.expected_trial_kwh
         if expected is None:
-            return True
+            return self.total_kwh + choosing < self.budget_kwh
         committed = sum(
             e.energy_kwh if e.final else max(e.energy_kwh, expected) for e in self.entries.values()
         )
-        return committed + self.overhead_kwh + expected <= self.budget_kwh
+        return committed + self.overhead_kwh + choosing + expected <= self.budget_kwh
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}

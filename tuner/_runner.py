@@ -72,7 +72,8 @@ def tune(
                                     "tracking_uri": cfg.tracking_uri, "started_at": time.time()})
     _ensure_ray(cfg.address)
     ledger = EnergyLedger(cfg.budget_kwh, cfg.energy.watts_per_core, cfg.metric,
-                          lambda: searcher.cpu_seconds, cfg.energy.report_interval_s)
+                          lambda: searcher.cpu_seconds, cfg.energy.report_interval_s,
+                          searcher.expected_step_cpu_seconds)
     gate = BudgetGate(searcher, ledger, cfg.max_trials)
     param_names = list(cfg.search_space)
 
@@ -204,7 +205,11 @@ def _finish(result: TuneResult, tracker: Any, out: Path) -> None:
 
 
 def trials_frame(ledger: EnergyLedger, param_names: list[str], metric: str) -> pd.DataFrame:
-    """The ledger as a table: one row per trial, parameters first."""
+    """The ledger as a table: one row per trial, parameters first.
+
+    Parameters come first and nothing after them may reuse their names: greentune's own
+    columns are reserved names (``RESERVED_NAMES`` in the config) or carry a prefix.
+    """
     rows = []
     for entry in ledger.entries.values():
         info = dict(entry.info)
@@ -215,7 +220,7 @@ def trials_frame(ledger: EnergyLedger, param_names: list[str], metric: str) -> p
             metric: entry.metrics.get(metric),
             **{k: v for k, v in entry.metrics.items() if k != metric},
             ENERGY_METRIC: entry.energy_kwh,
-            "epochs": info.pop("greentune_epochs", None),
+            "n_reports": info.pop("greentune_epochs", None),  # tuner.report() calls
             "error": info.pop("greentune_error", None),
             **info,
             "mlflow_run_id": entry.mlflow_run_id or None,

@@ -29,8 +29,10 @@ from pydantic import (
 ENERGY_METRIC = "energy_kwh"
 """The second objective of every study, always minimised."""
 
+RESERVED_PREFIXES = ("energy_", "hw_", "carbon_", "co2_", "greentune_")
 RESERVED_NAMES = frozenset(
-    {ENERGY_METRIC, "energy_source", "duration_s", "avg_power_w", "status", "error", "trial_id"}
+    {ENERGY_METRIC, "energy_source", "duration_s", "avg_power_w", "cpu_time_s", "status", "error",
+     "trial_id", "n_reports", "node", "mlflow_run_id", "co2_kg"}
 )
 
 
@@ -317,7 +319,7 @@ class StudyConfig(_Strict):
     @field_validator("search_space")
     @classmethod
     def _check_names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        clash = sorted(RESERVED_NAMES & set(value))
+        clash = sorted(n for n in value if n in RESERVED_NAMES or n.startswith(RESERVED_PREFIXES))
         if clash:
             raise ValueError(f"parameter names {clash} are reserved for greentune's own columns")
         if all(_fixed_value(p) is not _NOT_FIXED for p in value.values()):

@@ -68,8 +68,13 @@ class GreentuneSearcher(Searcher, abc.ABC):
         self.fixed = dict(fixed or {})
         self.seed = seed
         self.cpu_seconds = 0.0  # this searcher's own CPU time: the cost of choosing
-        self.step_seconds: list[float] = []
+        self.step_seconds: list[float] = []  # wall time of each suggestion
+        self.step_cpu_seconds: list[float] = []  # CPU time of each suggestion
         self._live: dict[str, dict[str, Any]] = {}
+
+    def expected_step_cpu_seconds(self) -> float:
+        """CPU the next suggestion will likely cost: the latest step's (BO steps grow with data)."""
+        return self.step_cpu_seconds[-1] if self.step_cpu_seconds else 0.0
 
     @abc.abstractmethod
     def ask(self) -> dict[str, Any] | str | None:
@@ -87,9 +92,11 @@ class GreentuneSearcher(Searcher, abc.ABC):
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         start_cpu, start_wall = time.process_time(), time.perf_counter()
         params = self.ask()
-        self.cpu_seconds += time.process_time() - start_cpu
+        step_cpu = time.process_time() - start_cpu
+        self.cpu_seconds += step_cpu
         if isinstance(params, dict):
             self.step_seconds.append(time.perf_counter() - start_wall)
+            self.step_cpu_seconds.append(step_cpu)
             self._live[trial_id] = params
             return {**self.fixed, **params}
         return params
