@@ -1,19 +1,18 @@
-"""Energy estimated from CPU time, for machines with no energy counter.
+"""Energy estimated from CPU time, for machines with no readable energy counter.
 
 Energy = CPU seconds of the process tree x watts per busy core. This is an estimate,
 never a measurement: it ignores idle and uncore power, DRAM and frequency scaling, so it
-is tagged ``cpu-time-estimate`` with a +/-50 % band. Counter-based meters replace it where
-RAPL or NVML exist.
+is tagged ``cpu-time-estimate`` with a +/-50 % band. The chain meter uses it when RAPL is
+absent or unreadable; ``watts_per_core`` comes from the user or :mod:`tuner.energy.tdp`.
 """
 
 from __future__ import annotations
 
 import os
-import time
 
 import psutil
 
-from tuner.energy.base import J_PER_KWH, EnergyMeter, Measurement
+from tuner.energy.counter import Delta, EnergyCounter
 
 SOURCE = "cpu-time-estimate"
 RELATIVE_UNCERTAINTY = 0.5
@@ -43,36 +42,21 @@ def _cpu_seconds(proc: psutil.Process, with_reaped_children: bool) -> float:
     return seconds
 
 
-class CpuTimeMeter(EnergyMeter):
-    """Estimate energy as CPU time of this process tree x ``watts_per_core``."""
+class CpuTimeCounter(EnergyCounter):
+    """CPU seconds of a process tree x ``watts_per_core``, as joules."""
+
+    component = "cpu"
+    source = SOURCE
+    relative_uncertainty = RELATIVE_UNCERTAINTY
 
     def __init__(self, watts_per_core: float, pid: int | None = None) -> None:
         if watts_per_core <= 0:
             raise ValueError(f"watts_per_core must be > 0, got {watts_per_core}")
         self.watts_per_core = watts_per_core
         self._pid = pid
-        self._open: dict[str, tuple[float, float]] = {}
 
-    def begin_window(self, name: str) -> None:
-        if name in self._open:
-            raise ValueError(f"energy window '{name}' is already open")
-        self._open[name] = (time.monotonic(), process_tree_cpu_seconds(self._pid))
+    def snapshot(self) -> float:
+        return process_tree_cpu_seconds(self._pid)
 
-    def read_window(self, name: str) -> Measurement:
-        try:
-            start_wall, start_cpu = self._open[name]
-        except KeyError:
-            raise ValueError(f"energy window '{name}' is not open") from None
-        cpu_s = max(0.0, process_tree_cpu_seconds(self._pid) - start_cpu)
-        return Measurement(
-            energy_kwh=cpu_s * self.watts_per_core / J_PER_KWH,
-            duration_s=time.monotonic() - start_wall,
-            source=SOURCE,
-            relative_uncertainty=RELATIVE_UNCERTAINTY,
-            cpu_time_s=cpu_s,
-        )
-
-    def end_window(self, name: str) -> Measurement:
-        measurement = self.read_window(name)
-        del self._open[name]
-        return measurement
+    def since(self, start: float) -> Delta:
+        return Delta(max(0.0, process_tree_cpu_seconds(self._pid) - start) * self.watts_per_core)
