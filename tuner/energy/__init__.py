@@ -7,7 +7,7 @@
 from tuner.energy.base import J_PER_KWH, ComponentReading, EnergyMeter, Measurement
 from tuner.energy.counter import Delta, EnergyCounter, SourceUnavailable
 from tuner.energy.cputime import process_tree_cpu_seconds
-from tuner.energy.factory import make_meter, with_idle_baseline
+from tuner.energy.factory import driver_watts_per_core, make_meter, with_idle_baseline
 from tuner.energy.meter import ChainMeter, CpuTimeMeter
 
 __all__ = [
@@ -22,5 +22,6 @@ __all__ = [
     "SourceUnavailable",
     "make_meter",
     "process_tree_cpu_seconds",
+    "driver_watts_per_core",
     "with_idle_baseline",
 ]

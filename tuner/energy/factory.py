@@ -148,3 +148,11 @@ def with_idle_baseline(settings: EnergySettings, **meter_args: object) -> Energy
         if r.present and r.source in (rapl.SOURCE, nvml.COUNTER_SOURCE, nvml.SAMPLED_SOURCE)
     }
     return settings.model_copy(update={"idle_watts": idle})
+
+
+def driver_watts_per_core(settings: EnergySettings) -> float:
+    """Watts per busy core on this machine: the user's figure, else the TDP table's.
+
+    The driver converts its own CPU time (the searcher's overhead) with it.
+    """
+    return tdp.watts_per_core(tdp.cpu_model(), settings.watts_per_core)[0]
