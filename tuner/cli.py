@@ -1,4 +1,4 @@
-"""``greentune`` command line: run a study from YAML and print its Pareto front."""
+"""``greentune`` command line: run a study from YAML and print its Pareto front, or meter a command."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from tuner.config import ConfigError
+from tuner.energy.cli import add_meter_command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,10 +22,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else local)")
     run.add_argument("--output-dir", help="where the study's state, trials and MLflow store go")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_meter_command(commands)
     args = parser.parse_args(argv)
     if args.command == "run":
         return _run(args)
-    return 2
+    return args.handler(args)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -74,6 +74,7 @@ class ChainMeter(EnergyMeter):
         self._stop = threading.Event()
         self._sampler: threading.Thread | None = None
         self.sampler_errors: list[str] = []
+        self.sampler_cpu_s = 0.0  # the sampler thread's own CPU time: the meter's cost
 
     # ------------------------------------------------------------------ windows
 
@@ -148,12 +149,14 @@ class ChainMeter(EnergyMeter):
         self._sampler.start()
 
     def _sample(self, counters: list[EnergyCounter]) -> None:
+        start = time.thread_time()
         while not self._stop.wait(self.sample_interval_s):
             for counter in counters:
                 try:
                     counter.poll()
                 except Exception as exc:  # noqa: BLE001 - a sampling hiccup must not kill the trial
                     self.sampler_errors.append(f"{counter.component}: {exc}")
+        self.sampler_cpu_s += time.thread_time() - start
 
     def _stop_sampler(self) -> None:
         self._stop.set()
