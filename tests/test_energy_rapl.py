@@ -1,7 +1,8 @@
 """CPU package and DRAM energy from RAPL, against a fake powercap tree with known traces.
 
-Tolerance: the fake refreshes counters every 1 ms like RAPL, and the test's own clock
-readings bracket the meter's within a few ms: 10 ms x peak watts per zone.
+Tolerance: the fake refreshes counters every 1 ms like RAPL, but its writer thread can
+lag by tens of milliseconds on a loaded machine, and the test's clock readings bracket
+the meter's: 20 ms x peak watts per zone at each end of a window.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tuner.energy import J_PER_KWH, make_meter
 from tuner.energy.counter import SourceUnavailable
 from tuner.energy.rapl import RaplCounter, discover_zones
 
-SLACK_S = 0.01
+SLACK_S = 0.02
 
 
 def test_packages_and_dram_are_found_once_each(tmp_path):
