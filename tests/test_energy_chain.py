@@ -51,7 +51,7 @@ def test_this_machine_ends_at_the_cpu_time_estimate_with_reasons():
     # overall band: absolute bands added, over the total
     expected = (0.5 * record["energy_cpu_kwh"] + 1.0 * record["energy_dram_kwh"]) / record["energy_kwh"]
     assert record["energy_uncertainty"] == pytest.approx(expected)
-    assert record["hw_cpu_model"] and record["hw_node"] and record["hw_gpu_names"] == "none"
+    assert record["hw_cpu_model"] and record["hw_node"] and record["hw_gpu_names"] == "unknown"
 
 
 def test_dram_estimate_follows_resident_memory():

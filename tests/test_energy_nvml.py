@@ -171,3 +171,28 @@ def test_fake_injected_through_sys_modules_is_used(monkeypatch):
     assert isinstance(meter.counters["gpu"], NvmlCounter)
     meter.close()
     assert fake.initialised == 0  # shut down again
+
+
+def test_gpu_lost_mid_window_is_absent_with_the_reason():
+    fake = _fleet()
+    meter = make_meter(EnergySettings(), gpu_ids=["0"], nvml_module=fake)
+    meter.begin_window("w")
+    fake.devices[0].energy_counter = False  # the next energy query fails
+    fake.nvmlDeviceGetTotalEnergyConsumption = _raise_gpu_lost
+    measured = meter.end_window("w")
+    meter.close()
+    gpu = measured.component("gpu")
+    assert gpu.energy_kwh is None
+    assert gpu.reasons[-1] == "nvml-energy-counter read failed: NVMLError_GpuIsLost: GPU is lost"
+    assert measured.component("cpu").present  # the rest of the trial's energy survives
+
+
+def _raise_gpu_lost(handle):
+    raise pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
+
+
+def test_hardware_tags_say_none_only_when_nvml_answered():
+    meter = make_meter(gpu_ids=["MIG-1"], nvml_module=_fleet())
+    assert meter.hardware["hw_gpu_names"] == "none"
+    broken = FakeNvml([], init_error=pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
+    assert make_meter(nvml_module=broken).hardware["hw_gpu_names"] == "unknown"

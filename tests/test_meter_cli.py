@@ -22,7 +22,7 @@ def test_meter_measures_a_command_and_writes_json(tmp_path, capsys):
     assert record["command"][0] == sys.executable and record["returncode"] == 0
     assert record["cpu_time_s"] >= 0.5
     assert record["energy_source_cpu"] == "cpu-time-estimate"
-    assert record["energy_cpu_kwh"] * J_PER_KWH == pytest.approx(record["cpu_time_s"] * 20, rel=1e-6)
+    assert record["energy_cpu_kwh"] * J_PER_KWH == pytest.approx(record["cpu_time_s"] * 20, rel=0.05)  # two tree readings, ms apart
     assert "watts_per_core 20 W given" in record["energy_fallback_cpu"]
     table = capsys.readouterr().err
     for row in (" cpu ", " dram ", " gpu ", " total ", "cpu-time-estimate", "gpu: NVML unavailable"):

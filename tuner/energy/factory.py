@@ -63,7 +63,9 @@ def make_meter(
             counters.append(gpu)
             hardware["hw_gpu_names"] = ",".join(d.name for d in gpu.devices)
             reasons["gpu"] += gpu.notes
-    hardware.setdefault("hw_gpu_names", "none")
+        elif not any(r.startswith("NVML unavailable") for r in reasons["gpu"]):
+            hardware["hw_gpu_names"] = "none"  # NVML answered: no measurable GPU here
+    hardware.setdefault("hw_gpu_names", "unknown")
 
     return ChainMeter(
         counters,
@@ -116,14 +118,17 @@ def _gpu_counter(
     except SourceUnavailable as exc:
         reasons.append(str(exc))
         return None
-    devices, skipped = nvml.select_devices(module, gpu_ids)
-    reasons += skipped
-    if not devices:
+    try:
+        devices, skipped = nvml.select_devices(module, gpu_ids)
+        reasons += skipped
+        if devices:
+            return nvml.NvmlCounter(module, devices, shared=shared)
         if not skipped:
             reasons.append("no GPU assigned to this process")
-        module.nvmlShutdown()
-        return None
-    return nvml.NvmlCounter(module, devices, shared=shared)
+    except module.NVMLError as exc:
+        reasons.append(f"NVML error: {exc}")
+    module.nvmlShutdown()
+    return None
 
 
 def with_idle_baseline(settings: EnergySettings, **meter_args: object) -> EnergySettings:

@@ -104,7 +104,12 @@ class ChainMeter(EnergyMeter):
             if counter is None:
                 readings.append(ComponentReading(component, None, ABSENT, None, self.reasons.get(component, ())))
                 continue
-            delta = counter.since(window.snapshots[component])
+            try:
+                delta = counter.since(window.snapshots[component])
+            except Exception as exc:  # noqa: BLE001 - a device lost mid-trial: absent, with why
+                reason = f"{counter.source} read failed: {type(exc).__name__}: {exc}"
+                readings.append(ComponentReading(component, None, ABSENT, None, (*self.reasons.get(component, ()), reason)))
+                continue
             joules, part = delta.joules, 1.0
             if counter.package_level and self.attribute:
                 joules, part, attributed = joules * share, share, True
