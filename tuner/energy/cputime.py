@@ -9,6 +9,8 @@ absent or unreadable; ``watts_per_core`` comes from the user or :mod:`tuner.ener
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psutil
 
@@ -42,6 +44,31 @@ def _cpu_seconds(proc: psutil.Process, with_reaped_children: bool) -> float:
     return seconds
 
 
+class TreeCpuClock:
+    """CPU seconds of a process tree, held fixed while the chain meter reads a window.
+
+    The chain meter and the CPU-time counter share one, so a window's ``cpu_time_s``
+    and its CPU-time energy come from the same reading (and the tree is walked once).
+    """
+
+    def __init__(self, pid: int | None = None) -> None:
+        self._pid = pid
+        self._held: float | None = None
+
+    def __call__(self) -> float:
+        held = self._held
+        return held if held is not None else process_tree_cpu_seconds(self._pid)
+
+    @contextmanager
+    def held(self) -> Iterator[float]:
+        """Read once; every call inside the block returns that reading."""
+        self._held = process_tree_cpu_seconds(self._pid)
+        try:
+            yield self._held
+        finally:
+            self._held = None
+
+
 class CpuTimeCounter(EnergyCounter):
     """CPU seconds of a process tree x ``watts_per_core``, as joules."""
 
@@ -49,14 +76,14 @@ class CpuTimeCounter(EnergyCounter):
     source = SOURCE
     relative_uncertainty = RELATIVE_UNCERTAINTY
 
-    def __init__(self, watts_per_core: float, pid: int | None = None) -> None:
+    def __init__(self, watts_per_core: float, clock: TreeCpuClock | None = None) -> None:
         if watts_per_core <= 0:
             raise ValueError(f"watts_per_core must be > 0, got {watts_per_core}")
         self.watts_per_core = watts_per_core
-        self._pid = pid
+        self.clock = clock or TreeCpuClock()
 
     def snapshot(self) -> float:
-        return process_tree_cpu_seconds(self._pid)
+        return self.clock()
 
     def since(self, start: float) -> Delta:
-        return Delta(max(0.0, process_tree_cpu_seconds(self._pid) - start) * self.watts_per_core)
+        return Delta(max(0.0, self.clock() - start) * self.watts_per_core)

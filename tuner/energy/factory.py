@@ -20,7 +20,7 @@ from types import ModuleType
 from tuner.config import EnergySettings
 from tuner.energy import nvml, rapl, tdp
 from tuner.energy.counter import ConstantPowerCounter, EnergyCounter, SourceUnavailable
-from tuner.energy.cputime import CpuTimeCounter
+from tuner.energy.cputime import CpuTimeCounter, TreeCpuClock
 from tuner.energy.dram import DramEstimateCounter
 from tuner.energy.meter import ChainMeter
 
@@ -98,7 +98,7 @@ def _add_cpu_and_dram(
             counters.append(rapl.RaplCounter("cpu", zones["cpu"]))
         else:
             watts, note = tdp.watts_per_core(model, settings.watts_per_core)
-            counters.append(CpuTimeCounter(watts, pid))
+            counters.append(CpuTimeCounter(watts, TreeCpuClock(pid)))
             reasons["cpu"].append(note)
     if "dram" not in overridden:
         if zones["dram"]:

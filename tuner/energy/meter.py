@@ -22,7 +22,7 @@ from tuner.energy.base import (
     Measurement,
 )
 from tuner.energy.counter import EnergyCounter
-from tuner.energy.cputime import CpuTimeCounter, process_tree_cpu_seconds
+from tuner.energy.cputime import CpuTimeCounter, TreeCpuClock
 
 DEFAULT_SAMPLE_INTERVAL_S = 0.1
 
@@ -68,7 +68,8 @@ class ChainMeter(EnergyMeter):
         self.idle_watts = dict(idle_watts or {})
         self.sample_interval_s = sample_interval_s
         self.components = [c for c in components if c in self.counters or c in self.reasons]
-        self._own_cpu = own_cpu_seconds or (lambda: process_tree_cpu_seconds(pid))
+        self._clock = _shared_clock(counters) or TreeCpuClock(pid)
+        self._own_cpu = own_cpu_seconds or self._clock
         self._machine_cpu = machine_cpu_seconds
         self._open: dict[str, _Window] = {}
         self._stop = threading.Event()
@@ -81,19 +82,27 @@ class ChainMeter(EnergyMeter):
     def begin_window(self, name: str) -> None:
         if name in self._open:
             raise ValueError(f"energy window '{name}' is already open")
+        with self._clock.held():
+            self._begin(name)
+        self._start_sampler()
+
+    def _begin(self, name: str) -> None:
         self._open[name] = _Window(
             wall=time.monotonic(),
             own_cpu=self._own_cpu(),
             machine_cpu=self._machine_cpu(),
             snapshots={c: counter.snapshot() for c, counter in self.counters.items()},
         )
-        self._start_sampler()
 
     def read_window(self, name: str) -> Measurement:
         try:
             window = self._open[name]
         except KeyError:
             raise ValueError(f"energy window '{name}' is not open") from None
+        with self._clock.held():
+            return self._read(window)
+
+    def _read(self, window: _Window) -> Measurement:
         duration = time.monotonic() - window.wall
         own = max(0.0, self._own_cpu() - window.own_cpu)
         share = cpu_share(own, self._machine_cpu() - window.machine_cpu) if self.attribute else 1.0
@@ -170,8 +179,13 @@ class ChainMeter(EnergyMeter):
             self._sampler = None
 
 
+def _shared_clock(counters: Sequence[EnergyCounter]) -> TreeCpuClock | None:
+    """The CPU-time counter's clock, so ``cpu_time_s`` and its energy agree exactly."""
+    return next((c.clock for c in counters if isinstance(c, CpuTimeCounter)), None)
+
+
 class CpuTimeMeter(ChainMeter):
     """Only the CPU-time estimate: CPU time of this process tree x ``watts_per_core``."""
 
     def __init__(self, watts_per_core: float, pid: int | None = None) -> None:
-        super().__init__([CpuTimeCounter(watts_per_core, pid)], pid=pid)
+        super().__init__([CpuTimeCounter(watts_per_core, TreeCpuClock(pid))], pid=pid)
