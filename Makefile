@@ -11,6 +11,7 @@ lint:
 
 bench:
 	python benchmarks/overhead.py
+	python benchmarks/meter_overhead.py
 
 quickstart:
 	greentune run examples/quickstart.yaml

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from tuner.energy import CpuTimeMeter, EnergyMeter, Measurement
+from tuner.energy import EnergyMeter, Measurement, make_meter
 
 
 @dataclass
@@ -25,12 +25,17 @@ def measure(name: str = "block", meter: EnergyMeter | None = None) -> Iterator[M
             prepare_data()
         print(block.measurement.energy_kwh, block.measurement.source)
 
-    Without ``meter``, this process tree's CPU time is converted at 10 W per core.
+    Without ``meter``, :func:`tuner.energy.make_meter` builds the best meter this
+    machine allows (RAPL, NVML, else the CPU-time and DRAM estimates), with default
+    energy settings; ``block.measurement.components`` has the per-component figures.
     """
-    meter = meter or CpuTimeMeter(watts_per_core=10.0)
+    own_meter = meter is None
+    meter = meter or make_meter()
     block = MeasuredBlock(name)
     meter.begin_window(name)
     try:
         yield block
     finally:
         block.measurement = meter.end_window(name)
+        if own_meter:
+            meter.close()

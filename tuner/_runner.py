@@ -18,6 +18,7 @@ from tuner._budget import BudgetGate, BudgetStopper, EnergyLedger
 from tuner._callback import StudyCallback
 from tuner._trial import TrialSettings, run_trial
 from tuner.config import ENERGY_METRIC, ConfigError, StudyConfig, load_config, resolve_objective
+from tuner.energy import driver_watts_per_core, with_idle_baseline
 from tuner.result import TuneResult, pareto_mask
 from tuner.search import make_searcher
 
@@ -71,7 +72,7 @@ def tune(
     _write_json(out / STATE_FILE, {"name": cfg.study_name, "mlflow_run_id": run_id,
                                     "tracking_uri": cfg.tracking_uri, "started_at": time.time()})
     _ensure_ray(cfg.address)
-    ledger = EnergyLedger(cfg.budget_kwh, cfg.energy.watts_per_core, cfg.metric,
+    ledger = EnergyLedger(cfg.budget_kwh, driver_watts_per_core(cfg.energy), cfg.metric,
                           lambda: searcher.cpu_seconds, cfg.energy.report_interval_s,
                           searcher.expected_step_cpu_seconds)
     gate = BudgetGate(searcher, ledger, cfg.max_trials)
@@ -157,7 +158,7 @@ def _run_tuner(cfg: StudyConfig, objective: Any, gate: Any, ledger: EnergyLedger
     from ray import tune
 
     settings = TrialSettings(
-        objective=objective, metric=cfg.metric, watts_per_core=cfg.energy.watts_per_core,
+        objective=objective, metric=cfg.metric, energy=with_idle_baseline(cfg.energy),
         report_interval_s=cfg.energy.report_interval_s,
     )
     resources = {"cpu": cfg.resources_per_trial.cpu, "gpu": cfg.resources_per_trial.gpu}

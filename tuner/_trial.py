@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tuner.config import ENERGY_METRIC
-from tuner.energy import CpuTimeMeter, Measurement
+from tuner.config import ENERGY_METRIC, EnergySettings
+from tuner.energy import Measurement, make_meter
 
 REPORTED_SOURCE = "reported"
 _WINDOW = "trial"
@@ -34,7 +34,7 @@ class TrialSettings:
 
     objective: Callable[..., Any] | str
     metric: str
-    watts_per_core: float
+    energy: EnergySettings
     report_interval_s: float
 
 
@@ -65,7 +65,8 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
     from ray import tune
 
     global _current
-    meter = CpuTimeMeter(settings.watts_per_core)
+    gpu_ids, gpu_shared = _assigned_gpus()
+    meter = make_meter(settings.energy, gpu_ids=gpu_ids, gpu_shared=gpu_shared)
     session = _Session()
     _current = session
     meter.begin_window(_WINDOW)
@@ -90,6 +91,7 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
     finally:
         _current = None
     measured = meter.end_window(_WINDOW)
+    meter.close()
     tune.report(_final_record(kind, payload, latest, epochs, measured, settings.metric))
 
 
@@ -99,6 +101,22 @@ def _next_event(events: queue.Queue[tuple[str, Any]], timeout: float) -> tuple[s
         return events.get(timeout=timeout) if timeout > 0 else events.get_nowait()
     except queue.Empty:
         return "heartbeat", None
+
+
+def _assigned_gpus() -> tuple[list[str] | None, bool]:
+    """The GPUs Ray gave this trial, and whether it holds only a fraction of one.
+
+    Outside a Ray worker this is ``(None, False)``: ``CUDA_VISIBLE_DEVICES`` decides.
+    """
+    try:
+        import ray
+
+        if not ray.is_initialized():
+            return None, False
+        share = ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)
+        return [str(g) for g in ray.get_gpu_ids()], 0 < share < 1
+    except Exception:  # noqa: BLE001 - no Ray context: fall back to CUDA_VISIBLE_DEVICES
+        return None, False
 
 
 def _call_objective(objective: Callable[..., Any] | str, params: dict[str, Any], session: _Session) -> None:
@@ -130,6 +148,7 @@ def _final_record(
                 source=REPORTED_SOURCE,
                 relative_uncertainty=math.nan,  # unknown: the objective's own meter
                 cpu_time_s=measured.cpu_time_s,
+                hardware=measured.hardware,
             )
         record["greentune_status"] = "completed"
     except _TrialFailure as exc:

@@ -1,4 +1,4 @@
-"""``greentune`` command line: run a study from YAML and print its Pareto front; rebuild a report."""
+"""``greentune`` command line: run a study, rebuild its report, meter a command, plan for carbon."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from tuner.carbon.cli import add_commands as add_carbon_commands
+from tuner.carbon.cli import run as run_carbon
 from tuner.config import ConfigError
+from tuner.energy.cli import add_meter_command
 from tuner.reporting.cli import add_report_command, run_report
 
 
@@ -22,19 +25,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else local)")
     run.add_argument("--output-dir", help="where the study's state, trials and MLflow store go")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
-    from tuner.carbon.cli import add_commands
-    from tuner.carbon.cli import run as run_carbon
-
-    add_commands(commands)
+    run.set_defaults(handler=_run)
+    add_carbon_commands(commands)
+    commands.choices["carbon"].set_defaults(handler=run_carbon)
     add_report_command(commands)
+    commands.choices["report"].set_defaults(handler=run_report)
+    add_meter_command(commands)  # sets its own handler
     args = parser.parse_args(argv)
-    if args.command == "run":
-        return _run(args)
-    if args.command == "carbon":
-        return run_carbon(args)
-    if args.command == "report":
-        return run_report(args)
-    return 2
+    return args.handler(args)
 
 
 def _run(args: argparse.Namespace) -> int:

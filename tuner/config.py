@@ -156,17 +156,47 @@ class MlflowSettings(_Strict):
     experiment: str | None = None
 
 
+Component = Literal["cpu", "dram", "gpu"]
+
+
+class ComponentOverride(_Strict):
+    """A fixed power for one component, used instead of any counter or estimate.
+
+    Recorded as source ``user-override``; ``uncertainty`` (relative) is yours to give,
+    and is recorded as unknown (NaN) without it.
+    """
+
+    watts: float = Field(ge=0)
+    uncertainty: float | None = Field(None, ge=0)
+
+
 class EnergySettings(_Strict):
     """How trial energy is measured when the objective does not report it.
 
-    ``watts_per_core`` is the power of one fully busy CPU core. The default, 10 W, is a
-    round figure near TDP divided by core count for common CPUs (65 W / 8 cores desktop,
-    150 W / 20 cores Xeon Gold 6248, 280 W / 64 cores EPYC 7763 are 8.1, 7.5 and 4.4 W);
-    it is an estimate with an uncertainty of about +/-50 %, and is recorded as such.
+    The chain per component: a ``overrides`` entry if given; else RAPL (cpu, dram) or
+    NVML (gpu); else the estimates: CPU time x ``watts_per_core`` (default: the TDP
+    table in ``tuner/energy/tdp.py`` by CPU model, else 10 W) and resident GB x
+    ``dram_watts_per_gb``. ``sample_interval_s`` is the sampler's period (GPU power,
+    DRAM occupancy, RAPL wraparound). ``attribute_by_cpu_share`` gives each trial its
+    CPU-time share of machine-wide RAPL energy. ``idle_baseline_s`` > 0 measures idle
+    power that long before a study and subtracts it (counter sources only);
+    ``idle_watts`` gives it directly instead.
     """
 
-    watts_per_core: float = Field(10.0, gt=0)
+    watts_per_core: float | None = Field(None, gt=0)
+    dram_watts_per_gb: float = Field(0.375, ge=0)
     report_interval_s: float = Field(2.0, gt=0, le=60)
+    sample_interval_s: float = Field(0.1, ge=0.01, le=10)
+    attribute_by_cpu_share: bool = True
+    idle_baseline_s: float = Field(0.0, ge=0, le=600)
+    idle_watts: dict[Component, Annotated[float, Field(ge=0)]] | None = None
+    overrides: dict[Component, ComponentOverride] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_idle_source(self) -> EnergySettings:
+        if self.idle_baseline_s > 0 and self.idle_watts is not None:
+            raise ValueError("give idle_baseline_s (measure it) or idle_watts (known values), not both")
+        return self
 
 
 CarbonProviderName = Literal["static", "csv", "ukci", "electricitymaps", "watttime"]

@@ -1,6 +1,27 @@
-"""Energy meters: one small interface, one implementation per source."""
+"""Energy meters: one small interface, one counter per source, a fallback chain.
 
-from tuner.energy.base import J_PER_KWH, EnergyMeter, Measurement
-from tuner.energy.cputime import CpuTimeMeter, process_tree_cpu_seconds
+``make_meter(settings)`` builds the best meter this machine allows; see
+:mod:`tuner.energy.factory` for the chain and README's energy section for the sources.
+"""
 
-__all__ = ["J_PER_KWH", "CpuTimeMeter", "EnergyMeter", "Measurement", "process_tree_cpu_seconds"]
+from tuner.energy.base import J_PER_KWH, ComponentReading, EnergyMeter, Measurement
+from tuner.energy.counter import Delta, EnergyCounter, SourceUnavailable
+from tuner.energy.cputime import process_tree_cpu_seconds
+from tuner.energy.factory import driver_watts_per_core, make_meter, with_idle_baseline
+from tuner.energy.meter import ChainMeter, CpuTimeMeter
+
+__all__ = [
+    "J_PER_KWH",
+    "ChainMeter",
+    "ComponentReading",
+    "CpuTimeMeter",
+    "Delta",
+    "EnergyCounter",
+    "EnergyMeter",
+    "Measurement",
+    "SourceUnavailable",
+    "make_meter",
+    "process_tree_cpu_seconds",
+    "driver_watts_per_core",
+    "with_idle_baseline",
+]

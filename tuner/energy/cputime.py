@@ -1,19 +1,20 @@
-"""Energy estimated from CPU time, for machines with no energy counter.
+"""Energy estimated from CPU time, for machines with no readable energy counter.
 
 Energy = CPU seconds of the process tree x watts per busy core. This is an estimate,
 never a measurement: it ignores idle and uncore power, DRAM and frequency scaling, so it
-is tagged ``cpu-time-estimate`` with a +/-50 % band. Counter-based meters replace it where
-RAPL or NVML exist.
+is tagged ``cpu-time-estimate`` with a +/-50 % band. The chain meter uses it when RAPL is
+absent or unreadable; ``watts_per_core`` comes from the user or :mod:`tuner.energy.tdp`.
 """
 
 from __future__ import annotations
 
 import os
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psutil
 
-from tuner.energy.base import J_PER_KWH, EnergyMeter, Measurement
+from tuner.energy.counter import Delta, EnergyCounter
 
 SOURCE = "cpu-time-estimate"
 RELATIVE_UNCERTAINTY = 0.5
@@ -43,36 +44,46 @@ def _cpu_seconds(proc: psutil.Process, with_reaped_children: bool) -> float:
     return seconds
 
 
-class CpuTimeMeter(EnergyMeter):
-    """Estimate energy as CPU time of this process tree x ``watts_per_core``."""
+class TreeCpuClock:
+    """CPU seconds of a process tree, held fixed while the chain meter reads a window.
 
-    def __init__(self, watts_per_core: float, pid: int | None = None) -> None:
+    The chain meter and the CPU-time counter share one, so a window's ``cpu_time_s``
+    and its CPU-time energy come from the same reading (and the tree is walked once).
+    """
+
+    def __init__(self, pid: int | None = None) -> None:
+        self._pid = pid
+        self._held: float | None = None
+
+    def __call__(self) -> float:
+        held = self._held
+        return held if held is not None else process_tree_cpu_seconds(self._pid)
+
+    @contextmanager
+    def held(self) -> Iterator[float]:
+        """Read once; every call inside the block returns that reading."""
+        self._held = process_tree_cpu_seconds(self._pid)
+        try:
+            yield self._held
+        finally:
+            self._held = None
+
+
+class CpuTimeCounter(EnergyCounter):
+    """CPU seconds of a process tree x ``watts_per_core``, as joules."""
+
+    component = "cpu"
+    source = SOURCE
+    relative_uncertainty = RELATIVE_UNCERTAINTY
+
+    def __init__(self, watts_per_core: float, clock: TreeCpuClock | None = None) -> None:
         if watts_per_core <= 0:
             raise ValueError(f"watts_per_core must be > 0, got {watts_per_core}")
         self.watts_per_core = watts_per_core
-        self._pid = pid
-        self._open: dict[str, tuple[float, float]] = {}
+        self.clock = clock or TreeCpuClock()
 
-    def begin_window(self, name: str) -> None:
-        if name in self._open:
-            raise ValueError(f"energy window '{name}' is already open")
-        self._open[name] = (time.monotonic(), process_tree_cpu_seconds(self._pid))
+    def snapshot(self) -> float:
+        return self.clock()
 
-    def read_window(self, name: str) -> Measurement:
-        try:
-            start_wall, start_cpu = self._open[name]
-        except KeyError:
-            raise ValueError(f"energy window '{name}' is not open") from None
-        cpu_s = max(0.0, process_tree_cpu_seconds(self._pid) - start_cpu)
-        return Measurement(
-            energy_kwh=cpu_s * self.watts_per_core / J_PER_KWH,
-            duration_s=time.monotonic() - start_wall,
-            source=SOURCE,
-            relative_uncertainty=RELATIVE_UNCERTAINTY,
-            cpu_time_s=cpu_s,
-        )
-
-    def end_window(self, name: str) -> Measurement:
-        measurement = self.read_window(name)
-        del self._open[name]
-        return measurement
+    def since(self, start: float) -> Delta:
+        return Delta(max(0.0, self.clock() - start) * self.watts_per_core)
