@@ -41,11 +41,11 @@ class StudyCallback(Callback):
         self._last_progress = 0.0
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        entry = self.ledger.observe(trial.trial_id, result)
-        epoch = int(result.get("greentune_epochs", 0))
+        self.ledger.observe(trial.trial_id, result)
         steps = self.history.setdefault(trial.trial_id, [])
-        if epoch > 0 and (not steps or steps[-1][0] < epoch) and entry.status == "running":
-            steps.append((epoch, dict(entry.metrics)))
+        for number, metrics in result.get("greentune_reports") or []:
+            if not steps or steps[-1][0] < number:  # the stopper and Ray may replay a result
+                steps.append((int(number), dict(metrics)))
         self._maybe_progress()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -76,23 +76,29 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
     worker.start()
     latest: dict[str, float] = {}
     epochs = 0
+    unsent: list[tuple[int, dict[str, float]]] = []  # (report number, metrics) not yet sent
     try:
         while True:
             kind, payload = _next_event(session.events, settings.report_interval_s)
-            # Coalesce a burst of report() calls into one Ray report: each costs a driver round trip.
+            # A burst of report() calls goes to Ray as one result (each costs a driver round
+            # trip); every call still travels in ``greentune_reports`` for the metric history.
             while kind == "report":
                 latest.update(payload)
                 epochs += 1
+                unsent.append((epochs, payload))
                 kind, payload = _next_event(session.events, 0.0)
             if kind in ("returned", "raised"):
                 break
             live = meter.read_window(_WINDOW)
-            tune.report({**latest, **live.as_record(), "greentune_status": "running", "greentune_epochs": epochs})
+            tune.report({**latest, **live.as_record(), "greentune_status": "running",
+                         "greentune_epochs": epochs, "greentune_reports": unsent})
+            unsent = []
     finally:
         _current = None
     measured = meter.end_window(_WINDOW)
     meter.close()
-    tune.report(_final_record(kind, payload, latest, epochs, measured, settings.metric))
+    final = _final_record(kind, payload, latest, epochs, measured, settings.metric)
+    tune.report({**final, "greentune_reports": unsent})
 
 
 def _next_event(events: queue.Queue[tuple[str, Any]], timeout: float) -> tuple[str, Any]:
