@@ -61,7 +61,8 @@ def test_run_prints_the_front_and_where_mlflow_is(tmp_path: Path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out_dir = tmp_path / "greentune-runs" / "cli-demo"
     assert "Pareto front" in proc.stdout
-    assert "trials: 2 (2 completed)" in proc.stdout
+    assert "trials: 2 (2 completed)" in proc.stderr  # the summary closes the progress output
+    assert proc.stdout.count("trials: 2 (2 completed)") == 0  # ...and is not repeated
     assert f"mlflow ui --backend-store-uri sqlite:///{out_dir}/mlflow.db" in proc.stdout
     assert "[greentune] trials:" in proc.stderr  # live progress
     assert (out_dir / "trials.csv").is_file() and (out_dir / "mlflow.db").is_file()

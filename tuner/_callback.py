@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -43,7 +44,7 @@ class StudyCallback(Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         self.ledger.observe(trial.trial_id, result)
         steps = self.history.setdefault(trial.trial_id, [])
-        for number, metrics in result.get("greentune_reports") or []:
+        for number, metrics in json.loads(result.get("greentune_reports") or "[]"):
             if not steps or steps[-1][0] < number:  # the stopper and Ray may replay a result
                 steps.append((int(number), dict(metrics)))
         self._maybe_progress()

@@ -12,6 +12,7 @@ nor torch may be imported there unless the objective itself does.
 
 from __future__ import annotations
 
+import json
 import math
 import queue
 import socket
@@ -81,7 +82,8 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
         while True:
             kind, payload = _next_event(session.events, settings.report_interval_s)
             # A burst of report() calls goes to Ray as one result (each costs a driver round
-            # trip); every call still travels in ``greentune_reports`` for the metric history.
+            # trip); every call still travels in ``greentune_reports`` for the metric history,
+            # as JSON: Ray's TensorBoard logger warns on a list-valued result.
             while kind == "report":
                 latest.update(payload)
                 epochs += 1
@@ -91,14 +93,14 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
                 break
             live = meter.read_window(_WINDOW)
             tune.report({**latest, **live.as_record(), "greentune_status": "running",
-                         "greentune_epochs": epochs, "greentune_reports": unsent})
+                         "greentune_epochs": epochs, "greentune_reports": json.dumps(unsent)})
             unsent = []
     finally:
         _current = None
     measured = meter.end_window(_WINDOW)
     meter.close()
     final = _final_record(kind, payload, latest, epochs, measured, settings.metric)
-    tune.report({**final, "greentune_reports": unsent})
+    tune.report({**final, "greentune_reports": json.dumps(unsent)})
 
 
 def _next_event(events: queue.Queue[tuple[str, Any]], timeout: float) -> tuple[str, Any]:

@@ -54,8 +54,9 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     print("\nPareto front (metric vs energy per trial; * marks the knee):")
     print(result.front_table())
-    print()
-    print(result.summary())
+    if args.quiet:  # otherwise tune() has already printed the summary with the progress
+        print()
+        print(result.summary())
     print(f"\ntrials table: {result.output_dir / 'trials.csv'}")
     print(f"MLflow run {result.mlflow_run_id}; open it with:\n  mlflow ui --backend-store-uri {result.tracking_uri}")
     return 0
