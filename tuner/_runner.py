@@ -157,6 +157,9 @@ def _run_tuner(cfg: StudyConfig, objective: Any, gate: Any, ledger: EnergyLedger
                callback: StudyCallback, out: Path) -> None:
     from ray import tune
 
+    # Tune's default CSV/JSON/TensorBoard loggers duplicate what MLflow and trials.csv
+    # hold, and TensorBoardX drags torch into the driver.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     settings = TrialSettings(
         objective=objective, metric=cfg.metric, energy=with_idle_baseline(cfg.energy),
         report_interval_s=cfg.energy.report_interval_s,

@@ -67,6 +67,7 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
     global _current
     gpu_ids, gpu_shared = _assigned_gpus()
     meter = make_meter(settings.energy, gpu_ids=gpu_ids, gpu_shared=gpu_shared)
+    meter.hardware.update(_ray_node_tags())  # several nodes may share one hostname
     session = _Session()
     _current = session
     meter.begin_window(_WINDOW)
@@ -123,6 +124,19 @@ def _assigned_gpus() -> tuple[list[str] | None, bool]:
         return [str(g) for g in ray.get_gpu_ids()], 0 < share < 1
     except Exception:  # noqa: BLE001 - no Ray context: fall back to CUDA_VISIBLE_DEVICES
         return None, False
+
+
+def _ray_node_tags() -> dict[str, str]:
+    """``hw_node_id`` and ``hw_node_ip``: the Ray node this trial (and its meter) runs on."""
+    try:
+        import ray
+
+        if not ray.is_initialized():
+            return {}
+        return {"hw_node_id": ray.get_runtime_context().get_node_id(),
+                "hw_node_ip": ray.util.get_node_ip_address()}
+    except Exception:  # noqa: BLE001 - outside a Ray worker there is no node to name
+        return {}
 
 
 def _call_objective(objective: Callable[..., Any] | str, params: dict[str, Any], session: _Session) -> None:
