@@ -40,6 +40,7 @@ class WorkerSpec:
     """One worker node: its CPUs, custom resources, labels and environment."""
 
     num_cpus: int = 1
+    num_gpus: int = 0  # declared to Ray; what they are is up to the node's pynvml
     resources: Mapping[str, float] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
@@ -119,7 +120,7 @@ class LocalCluster:
             for i, spec in enumerate(workers or []):
                 args = [
                     f"--address={cluster.address}", f"--node-ip-address={HOST}",
-                    f"--num-cpus={spec.num_cpus}", "--num-gpus=0", "--disable-usage-stats",
+                    f"--num-cpus={spec.num_cpus}", f"--num-gpus={spec.num_gpus}", "--disable-usage-stats",
                     # Its own session dir: on one machine, nodes sharing one would delete each
                     # other's runtime-env files (a job's working_dir) when done with them.
                     f"--temp-dir={temp_dir / f'w{i}'}",

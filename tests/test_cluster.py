@@ -22,6 +22,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from tests.fakes.fake_pynvml import NODE_GPUS, node_fleet
 from tests.local_cluster import LocalCluster, MlflowServer, WorkerSpec
 
 pytestmark = pytest.mark.ray
@@ -30,9 +31,23 @@ HEAD_MARKER, WORKER_MARKER = 1.0, 2.0
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    worker = WorkerSpec(num_cpus=1, resources={"greentune_side": 1}, labels={"zone": "side"},
-                        env={"GREENTUNE_TEST_NODE": str(int(WORKER_MARKER))})
+def fake_gpus(tmp_path_factory) -> Path:
+    """The worker node's fake GPUs' shared state (power limits, log of set calls)."""
+    return tmp_path_factory.mktemp("fake-gpus")
+
+
+@pytest.fixture(scope="module")
+def cluster(fake_gpus: Path):
+    # The worker declares two GPUs, which its pynvml (tests/fakes/nvml_node) fakes. Its
+    # CUDA_VISIBLE_DEVICES lists them by UUID in the reverse of NVML's index order, so a
+    # meter that took Ray's GPU IDs for NVML indices would read the wrong device.
+    gpu_env = {
+        "PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "fakes" / "nvml_node"), str(REPO)]),
+        "GREENTUNE_FAKE_NVML_STATE": str(fake_gpus),
+        "CUDA_VISIBLE_DEVICES": ",".join(uuid for uuid, _ in reversed(NODE_GPUS)),
+    }
+    worker = WorkerSpec(num_cpus=1, num_gpus=2, resources={"greentune_side": 1}, labels={"zone": "side"},
+                        env={"GREENTUNE_TEST_NODE": str(int(WORKER_MARKER)), **gpu_env})
     with LocalCluster.start(head_cpus=1, head_env={"GREENTUNE_TEST_NODE": str(int(HEAD_MARKER))},
                             workers=[worker], dashboard=True) as running:
         yield running
@@ -51,7 +66,7 @@ def _nodes(cluster: LocalCluster) -> list[dict]:
         return json.load(resp)["data"]["result"]["result"]
 
 
-def _study(path: Path, name: str, tracking_uri: str, objective: str, trials: int) -> Path:
+def _study(path: Path, name: str, tracking_uri: str, objective: str, trials: int, **extra) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump({
         "name": name,
@@ -66,6 +81,7 @@ def _study(path: Path, name: str, tracking_uri: str, objective: str, trials: int
         "search_space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
         "mlflow": {"tracking_uri": tracking_uri},
         "output_dir": str(path.parent / "out"),
+        **extra,
     }))
     return path
 
@@ -150,3 +166,71 @@ def test_ray_job_submit_runs_greentune_on_the_cluster(cluster, mlflow_server, tm
     assert len(trials) == 2 and (trials["status"] == "completed").all()
     assert set(trials["hw_node_id"]) <= {n["node_id"] for n in _nodes(cluster)}
     assert len(_server_trials(mlflow_server.uri, out)) == 2
+
+
+def _run_cli(study: Path, cluster: LocalCluster) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tuner.cli", "run", str(study), "--address", cluster.address, "--quiet"],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=240,
+    )
+
+
+def test_whole_gpus_are_exclusive_metered_by_uuid_and_power_limited_then_restored(
+    cluster, mlflow_server, fake_gpus: Path, tmp_path: Path
+):
+    limits = [150, 250]
+    study = _study(tmp_path / "study.yaml", "gpus", mlflow_server.uri, "tests.objectives_for_tests:gpu_probe",
+                   trials=4, resources_per_trial={"cpu": 0, "gpu": 1},
+                   search_space={"x": {"type": "float", "low": 0.0, "high": 1.0},
+                                 "gpu_power_limit_w": {"type": "choice", "values": limits}})
+    done = _run_cli(study, cluster)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    fleet = node_fleet(fake_gpus)
+    trials = pd.read_csv(tmp_path / "out" / "trials.csv")
+    assert len(trials) == 4 and (trials["status"] == "completed").all()
+    for _, trial in trials.iterrows():
+        device = fleet.devices[int(trial["nvml_index"])]
+        assert trial["n_visible_gpus"] == 1
+        assert trial["limit_seen_w"] == trial["gpu_power_limit_w"]  # set before the objective ran
+        assert trial["hw_gpu_names"] == device.name  # the meter read the trial's own GPU only
+        assert trial["energy_source_gpu"] == "nvml-energy-counter"
+        watts = trial["energy_gpu_kwh"] * 3.6e6 / trial["duration_s"]
+        assert 0.5 * device.trace.mean < watts < 1.5 * device.trace.mean
+    for uuid, _ in NODE_GPUS:
+        log = [mw for _, mw in fleet.limit_log(uuid)]
+        default = fleet.devices[0].default_limit_mw
+        # Every limit set on a GPU is restored before the next one: no two trials shared it.
+        assert all(after == default for before, after in zip(log, log[1:], strict=False) if before != default), log
+        assert not log or log[-1] == default
+    applied = sorted(mw for uuid, _ in NODE_GPUS for mw in (m for _, m in fleet.limit_log(uuid)) if mw != 400_000)
+    assert applied == sorted(1000 * trials["gpu_power_limit_w"].astype(int))
+
+
+def test_power_limit_without_privileges_fails_before_any_trial(cluster, mlflow_server, fake_gpus: Path, tmp_path):
+    (fake_gpus / "unprivileged").touch()
+    try:
+        study = _study(tmp_path / "study.yaml", "unprivileged", mlflow_server.uri,
+                       "tests.objectives_for_tests:gpu_probe", trials=2, resources_per_trial={"cpu": 0, "gpu": 1},
+                       search_space={"x": {"type": "float", "low": 0.0, "high": 1.0},
+                                     "gpu_power_limit_w": {"type": "float", "low": 150, "high": 250}})
+        before = {uuid: node_fleet(fake_gpus).limit_log(uuid) for uuid, _ in NODE_GPUS}
+        done = _run_cli(study, cluster)
+    finally:
+        (fake_gpus / "unprivileged").unlink()
+    assert done.returncode == 2
+    assert "needs root" in done.stderr and "gpu_power_limit_w" in done.stderr
+    assert not (tmp_path / "out").exists()  # no study, no trial
+    assert {uuid: node_fleet(fake_gpus).limit_log(uuid) for uuid, _ in NODE_GPUS} == before
+
+
+def test_fractional_gpu_trials_are_tagged_shared(cluster, mlflow_server, tmp_path: Path):
+    study = _study(tmp_path / "study.yaml", "halves", mlflow_server.uri, "tests.objectives_for_tests:gpu_probe",
+                   trials=2, resources_per_trial={"cpu": 0, "gpu": 0.5})
+    done = _run_cli(study, cluster)
+    assert done.returncode == 0, done.stderr[-4000:]
+    trials = pd.read_csv(tmp_path / "out" / "trials.csv")
+    assert (trials["status"] == "completed").all()
+    # The fake GPUs report no per-process utilisation, so the share cannot be split off.
+    assert trials["energy_flags"].str.contains("gpu:shared-device").all()
+    assert trials["hw_gpu_names"].str.startswith("Fake GPU").all()

@@ -63,6 +63,8 @@ def tune(
 
     carbon_provider = build_provider(cfg.carbon)  # reads a CSV now, not mid-study
     searcher = make_searcher(cfg)  # builds Ax (seconds) before any trial energy is spent
+    if cfg.power_limit_range_w is not None:
+        _check_power_limits(cfg)
     out.mkdir(parents=True, exist_ok=True)
 
     from tuner.tracking import StudyTracker
@@ -247,6 +249,18 @@ def _shippable_objective(cfg: StudyConfig) -> Any:
 
         cloudpickle.register_pickle_by_value(module)
     return func
+
+
+def _check_power_limits(cfg: StudyConfig) -> None:
+    """``gpu_power_limit_w`` must be settable on the cluster's GPUs before any trial starts."""
+    from tuner.energy.power_limit import PowerLimitError, check_on_cluster
+
+    _ensure_ray(cfg.address)
+    low, high = cfg.power_limit_range_w or (0.0, 0.0)
+    try:
+        check_on_cluster(low, high, cfg.resources_per_trial.gpu)
+    except PowerLimitError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _ensure_ray(address: str | None) -> None:

@@ -72,7 +72,7 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
     _current = session
     meter.begin_window(_WINDOW)
     worker = threading.Thread(
-        target=_call_objective, args=(settings.objective, params, session), daemon=True
+        target=_call_objective, args=(settings.objective, params, session, gpu_ids), daemon=True
     )
     worker.start()
     latest: dict[str, float] = {}
@@ -139,11 +139,17 @@ def _ray_node_tags() -> dict[str, str]:
         return {}
 
 
-def _call_objective(objective: Callable[..., Any] | str, params: dict[str, Any], session: _Session) -> None:
+def _call_objective(
+    objective: Callable[..., Any] | str, params: dict[str, Any], session: _Session, gpu_ids: list[str] | None
+) -> None:
     try:
-        from tuner.config import resolve_objective
+        from tuner.config import POWER_LIMIT_PARAM, resolve_objective
+        from tuner.energy.power_limit import gpu_power_limit
 
-        result = resolve_objective(objective)(dict(params))
+        # The limit is set before the objective starts and restored when it ends, even
+        # when it raises; the objective still sees the value in its params.
+        with gpu_power_limit(params.get(POWER_LIMIT_PARAM), gpu_ids):
+            result = resolve_objective(objective)(dict(params))
     except BaseException as exc:  # noqa: BLE001 - any failure is this trial's result
         detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:])
         session.events.put(("raised", f"{type(exc).__name__}: {exc}\n{detail}"))
