@@ -111,3 +111,14 @@ def test_study_without_gpus_fails_before_any_trial(ray_session, tmp_path: Path):
     with pytest.raises(ConfigError, match="gpu_power_limit_w needs GPUs, but the Ray cluster has 0 GPU"):
         tuner.tune(_config(output_dir=tmp_path / "study"), progress=False)
     assert not (tmp_path / "study").exists()
+
+
+def test_gpu_cifar10_example_validates_without_importing_torchvision():
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = load_config(repo / "examples" / "gpu_cifar10.yaml")
+    assert cfg.resources_per_trial.gpu == 1 and cfg.power_limit_range_w == (150.0, 250.0)
+    assert set(cfg.tunable) == {"lr", "batch_size", "epochs", "gpu_power_limit_w"}
+    assert callable(tuner.config.resolve_objective(cfg.objective))
+    assert "torchvision" not in sys.modules  # imported only inside a running trial
