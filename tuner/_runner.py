@@ -8,7 +8,8 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -158,10 +159,8 @@ def _study_carbon(accountant: Any, ledger: EnergyLedger) -> dict[str, Any]:
 def _run_tuner(cfg: StudyConfig, objective: Any, gate: Any, ledger: EnergyLedger,
                callback: StudyCallback, out: Path) -> None:
     from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
 
-    # Tune's default CSV/JSON/TensorBoard loggers duplicate what MLflow and trials.csv
-    # hold, and TensorBoardX drags torch into the driver.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     settings = TrialSettings(
         objective=objective, metric=cfg.metric, energy=with_idle_baseline(cfg.energy),
         report_interval_s=cfg.energy.report_interval_s,
@@ -180,13 +179,30 @@ def _run_tuner(cfg: StudyConfig, objective: Any, gate: Any, ledger: EnergyLedger
             name="ray",
             storage_path=str(out),
             stop=BudgetStopper(ledger),
-            callbacks=[callback],
+            # JSON only (Tune's result reader needs it): its CSV and TensorBoard loggers
+            # would duplicate MLflow and trials.csv, and TensorBoardX drags torch into the driver.
+            callbacks=[callback, JsonLoggerCallback()],
             verbose=0,
             # A retried trial would spend its energy twice for one result.
             failure_config=tune.FailureConfig(max_failures=0),
         ),
     )
-    tuner.fit()
+    with _env("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1"):
+        tuner.fit()
+
+
+@contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    """``os.environ[name] = value`` inside the block only."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 def _finish(result: TuneResult, tracker: Any, out: Path) -> None:
