@@ -3,7 +3,12 @@
 Every node is a ``ray start`` on this machine with its own ports, resources and labels,
 in a process session of its own; :meth:`LocalCluster.stop` kills exactly the processes
 of those sessions (never ``ray stop``, which would also stop other users' Ray on the
-machine). Use it as a context manager so that everything goes away even on failure::
+machine). Use it as a context manager so that everything goes away even on failure.
+
+Nodes are started with ``--node-ip-address=127.0.0.1`` and the dashboard (job server)
+and MLflow bind to 127.0.0.1 only; Ray itself rewrites a loopback node address to the
+machine's IP (``services.resolve_ip_for_localhost``) and its GCS and raylets listen on
+all interfaces, with no option to narrow that::
 
     with LocalCluster.start(workers=[WorkerSpec(resources={"side": 1})]) as cluster:
         tune(config, address=cluster.address)
