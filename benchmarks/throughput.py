@@ -7,7 +7,7 @@ greentune adds: the energy meter in every trial, heartbeats, the budget ledger a
 gate, MLflow child runs, trials.csv and the end-of-study report, against Tune as users
 run it by default (its CSV, JSON and TensorBoard loggers on; greentune keeps only JSON).
 
-    python benchmarks/throughput.py [--trials 40] [--repeats 2] [--concurrency 4]
+    python benchmarks/throughput.py [--trials 40] [--small 8] [--repeats 3] [--concurrency 4]
 
 Target: greentune's trials/s within 10 % of plain Ray Tune's (ratio >= 0.90).
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -74,7 +75,8 @@ def greentune_random(trials: int, concurrency: int, output: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=40)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--small", type=int, default=8, help="trials in the short runs that size fixed costs")
     parser.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args()
 
@@ -89,20 +91,31 @@ def main() -> None:
                   f"{args.concurrency} at a time; warm-up run of each first")
             plain_ray_tune(4, args.concurrency, Path(scratch) / "warm-plain")
             greentune_random(4, args.concurrency, Path(scratch) / "warm-greentune")
-            plain, green = [], []
+            plain, green, plain_small, green_small = [], [], [], []
             for i in range(args.repeats):  # alternate, so drift on a shared machine hits both
                 plain.append(plain_ray_tune(args.trials, args.concurrency, Path(scratch) / f"plain-{i}"))
                 green.append(greentune_random(args.trials, args.concurrency, Path(scratch) / f"greentune-{i}"))
-                print(f"  run {i + 1}: plain Ray Tune {plain[-1]:.1f} s, greentune {green[-1]:.1f} s")
+                plain_small.append(plain_ray_tune(args.small, args.concurrency, Path(scratch) / f"plain-s{i}"))
+                green_small.append(greentune_random(args.small, args.concurrency, Path(scratch) / f"green-s{i}"))
+                print(f"  round {i + 1}: {args.trials} trials: plain Ray Tune {plain[-1]:.1f} s, greentune "
+                      f"{green[-1]:.1f} s; {args.small} trials: plain {plain_small[-1]:.1f} s, "
+                      f"greentune {green_small[-1]:.1f} s")
         finally:
             ray.shutdown()
-    plain_rate = args.trials / min(plain)
-    green_rate = args.trials / min(green)
+    plain_rate, green_rate = args.trials / statistics.median(plain), args.trials / statistics.median(green)
+    print(f"plain Ray Tune, random search: {plain_rate:.2f} trials/s (median of {args.repeats} runs)")
+    print(f"greentune, strategy: random:   {green_rate:.2f} trials/s (median of {args.repeats} runs)")
     ratio = green_rate / plain_rate
-    print(f"plain Ray Tune, random search: {plain_rate:.2f} trials/s (best of {args.repeats})")
-    print(f"greentune, strategy: random:   {green_rate:.2f} trials/s (best of {args.repeats})")
     print(f"throughput ratio greentune / plain: {ratio:.3f} "
           f"({'meets' if ratio >= 0.9 else 'misses'} the 10 % target)")
+    # Per-trial cost without the fixed start/finish costs: slope between the two sizes.
+    extra = args.trials - args.small
+    plain_marginal = extra / (statistics.median(plain) - statistics.median(plain_small))
+    green_marginal = extra / (statistics.median(green) - statistics.median(green_small))
+    fixed = (statistics.median(green_small) - args.small / green_marginal) - (
+        statistics.median(plain_small) - args.small / plain_marginal)
+    print(f"marginal trials/s (fixed costs removed): plain {plain_marginal:.2f}, greentune {green_marginal:.2f}, "
+          f"ratio {green_marginal / plain_marginal:.3f}; greentune's extra fixed cost per study {fixed:.1f} s")
 
 
 if __name__ == "__main__":
