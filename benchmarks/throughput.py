@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,7 +29,7 @@ os.environ["RAY_AUTH_MODE"] = "disabled"
 os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
-from tests.local_cluster import LocalCluster, WorkerSpec  # noqa: E402
+from tests.local_cluster import LocalCluster, MlflowServer, WorkerSpec  # noqa: E402
 
 
 def trivial(params: dict) -> dict:
@@ -56,14 +57,15 @@ def plain_ray_tune(trials: int, concurrency: int, storage: Path) -> float:
     return elapsed
 
 
-def greentune_random(trials: int, concurrency: int, output: Path) -> float:
+def greentune_random(trials: int, concurrency: int, output: Path, tracking_uri: str | None = None) -> float:
     import tuner
 
     start = time.perf_counter()
     result = tuner.tune(
         {"objective": trivial, "search_space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
          "strategy": "random", "seed": 0, "max_trials": trials, "max_concurrent_trials": concurrency,
-         "resources_per_trial": {"cpu": 1}, "output_dir": output},
+         "resources_per_trial": {"cpu": 1}, "output_dir": output, "name": output.name,
+         "mlflow": {"tracking_uri": tracking_uri}},
         budget_kwh=1.0,
         progress=False,
     )
@@ -78,25 +80,35 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--small", type=int, default=8, help="trials in the short runs that size fixed costs")
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--tracking-server", action="store_true",
+                        help="log to one `mlflow server` (as on a cluster) instead of a new SQLite store per study")
     args = parser.parse_args()
 
     import ray
 
     half = max(1, args.concurrency // 2)
-    with LocalCluster.start(head_cpus=half, workers=[WorkerSpec(num_cpus=args.concurrency - half)]) as cluster, \
-            tempfile.TemporaryDirectory(prefix="gt-throughput-") as scratch:
+    with ExitStack() as stack:
+        cluster = stack.enter_context(
+            LocalCluster.start(head_cpus=half, workers=[WorkerSpec(num_cpus=args.concurrency - half)]))
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="gt-throughput-"))
+        uri = stack.enter_context(MlflowServer.start(Path(scratch) / "mlflow")).uri if args.tracking_server else None
         ray.init(address=cluster.address, logging_level="WARNING")
+
+        def greentune_run(n: int, name: str) -> float:
+            return greentune_random(n, args.concurrency, Path(scratch) / name, uri)
+
         try:
             print(f"cluster: 2 nodes, {args.concurrency} CPUs; {args.trials} trials per run, "
-                  f"{args.concurrency} at a time; warm-up run of each first")
+                  f"{args.concurrency} at a time; MLflow: {uri or 'a new SQLite store per study'}; "
+                  "warm-up run of each first")
             plain_ray_tune(4, args.concurrency, Path(scratch) / "warm-plain")
-            greentune_random(4, args.concurrency, Path(scratch) / "warm-greentune")
+            greentune_run(4, "warm-greentune")
             plain, green, plain_small, green_small = [], [], [], []
             for i in range(args.repeats):  # alternate, so drift on a shared machine hits both
                 plain.append(plain_ray_tune(args.trials, args.concurrency, Path(scratch) / f"plain-{i}"))
-                green.append(greentune_random(args.trials, args.concurrency, Path(scratch) / f"greentune-{i}"))
+                green.append(greentune_run(args.trials, f"greentune-{i}"))
                 plain_small.append(plain_ray_tune(args.small, args.concurrency, Path(scratch) / f"plain-s{i}"))
-                green_small.append(greentune_random(args.small, args.concurrency, Path(scratch) / f"green-s{i}"))
+                green_small.append(greentune_run(args.small, f"green-s{i}"))
                 print(f"  round {i + 1}: {args.trials} trials: plain Ray Tune {plain[-1]:.1f} s, greentune "
                       f"{green[-1]:.1f} s; {args.small} trials: plain {plain_small[-1]:.1f} s, "
                       f"greentune {green_small[-1]:.1f} s")
