@@ -12,6 +12,7 @@ lint:
 bench:
 	python benchmarks/overhead.py
 	python benchmarks/meter_overhead.py
+	python benchmarks/throughput.py
 
 quickstart:
 	greentune run examples/quickstart.yaml

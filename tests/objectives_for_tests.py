@@ -63,3 +63,34 @@ def _burn(seconds: float) -> None:
     total = 0
     while time.process_time() < end:
         total += sum(i * i for i in range(2000))
+
+
+def node_marker(params: dict) -> dict:
+    """Which node ran this trial, as the node's own environment says (``GREENTUNE_TEST_NODE``)."""
+    import os
+
+    _burn(0.4)
+    return {"accuracy": float(params["x"]), "node_marker": float(os.environ.get("GREENTUNE_TEST_NODE", "0"))}
+
+
+def gpu_probe(params: dict) -> dict:
+    """Which fake GPU this trial was given (``CUDA_VISIBLE_DEVICES``), and its power limit now.
+
+    Runs on a node whose ``pynvml`` is the fake of ``tests/fakes/nvml_node``.
+    """
+    import os
+
+    import pynvml
+
+    from tests.fakes.fake_pynvml import NODE_GPUS
+
+    uuids = [uuid for uuid, _ in NODE_GPUS]
+    visible = os.environ["CUDA_VISIBLE_DEVICES"].split(",")
+    pynvml.nvmlInit()
+    try:
+        limit_w = pynvml.nvmlDeviceGetPowerManagementLimit(pynvml.nvmlDeviceGetHandleByUUID(visible[0])) / 1000
+    finally:
+        pynvml.nvmlShutdown()
+    _burn(0.3)
+    return {"accuracy": float(params["x"]), "nvml_index": float(uuids.index(visible[0])),
+            "n_visible_gpus": float(len(visible)), "limit_seen_w": limit_w}

@@ -8,7 +8,8 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,8 @@ def tune(
 
     carbon_provider = build_provider(cfg.carbon)  # reads a CSV now, not mid-study
     searcher = make_searcher(cfg)  # builds Ax (seconds) before any trial energy is spent
+    if cfg.power_limit_range_w is not None:
+        _check_power_limits(cfg)
     out.mkdir(parents=True, exist_ok=True)
 
     from tuner.tracking import StudyTracker
@@ -156,6 +159,7 @@ def _study_carbon(accountant: Any, ledger: EnergyLedger) -> dict[str, Any]:
 def _run_tuner(cfg: StudyConfig, objective: Any, gate: Any, ledger: EnergyLedger,
                callback: StudyCallback, out: Path) -> None:
     from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
 
     settings = TrialSettings(
         objective=objective, metric=cfg.metric, energy=with_idle_baseline(cfg.energy),
@@ -175,13 +179,30 @@ def _run_tuner(cfg: StudyConfig, objective: Any, gate: Any, ledger: EnergyLedger
             name="ray",
             storage_path=str(out),
             stop=BudgetStopper(ledger),
-            callbacks=[callback],
+            # JSON only (Tune's result reader needs it): its CSV and TensorBoard loggers
+            # would duplicate MLflow and trials.csv, and TensorBoardX drags torch into the driver.
+            callbacks=[callback, JsonLoggerCallback()],
             verbose=0,
             # A retried trial would spend its energy twice for one result.
             failure_config=tune.FailureConfig(max_failures=0),
         ),
     )
-    tuner.fit()
+    with _env("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1"):
+        tuner.fit()
+
+
+@contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    """``os.environ[name] = value`` inside the block only."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 def _finish(result: TuneResult, tracker: Any, out: Path) -> None:
@@ -244,6 +265,18 @@ def _shippable_objective(cfg: StudyConfig) -> Any:
 
         cloudpickle.register_pickle_by_value(module)
     return func
+
+
+def _check_power_limits(cfg: StudyConfig) -> None:
+    """``gpu_power_limit_w`` must be settable on the cluster's GPUs before any trial starts."""
+    from tuner.energy.power_limit import PowerLimitError, check_on_cluster
+
+    _ensure_ray(cfg.address)
+    low, high = cfg.power_limit_range_w or (0.0, 0.0)
+    try:
+        check_on_cluster(low, high, cfg.resources_per_trial.gpu)
+    except PowerLimitError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _ensure_ray(address: str | None) -> None:

@@ -68,11 +68,12 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
     global _current
     gpu_ids, gpu_shared = _assigned_gpus()
     meter = make_meter(settings.energy, gpu_ids=gpu_ids, gpu_shared=gpu_shared)
+    meter.hardware.update(_ray_node_tags())  # several nodes may share one hostname
     session = _Session()
     _current = session
     meter.begin_window(_WINDOW)
     worker = threading.Thread(
-        target=_call_objective, args=(settings.objective, params, session), daemon=True
+        target=_call_objective, args=(settings.objective, params, session, gpu_ids), daemon=True
     )
     worker.start()
     latest: dict[str, float] = {}
@@ -127,11 +128,30 @@ def _assigned_gpus() -> tuple[list[str] | None, bool]:
         return None, False
 
 
-def _call_objective(objective: Callable[..., Any] | str, params: dict[str, Any], session: _Session) -> None:
+def _ray_node_tags() -> dict[str, str]:
+    """``hw_node_id`` and ``hw_node_ip``: the Ray node this trial (and its meter) runs on."""
     try:
-        from tuner.config import resolve_objective
+        import ray
 
-        result = resolve_objective(objective)(dict(params))
+        if not ray.is_initialized():
+            return {}
+        return {"hw_node_id": ray.get_runtime_context().get_node_id(),
+                "hw_node_ip": ray.util.get_node_ip_address()}
+    except Exception:  # noqa: BLE001 - outside a Ray worker there is no node to name
+        return {}
+
+
+def _call_objective(
+    objective: Callable[..., Any] | str, params: dict[str, Any], session: _Session, gpu_ids: list[str] | None
+) -> None:
+    try:
+        from tuner.config import POWER_LIMIT_PARAM, resolve_objective
+        from tuner.energy.power_limit import gpu_power_limit
+
+        # The limit is set before the objective starts and restored when it ends, even
+        # when it raises; the objective still sees the value in its params.
+        with gpu_power_limit(params.get(POWER_LIMIT_PARAM), gpu_ids):
+            result = resolve_objective(objective)(dict(params))
     except BaseException as exc:  # noqa: BLE001 - any failure is this trial's result
         detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:])
         session.events.put(("raised", f"{type(exc).__name__}: {exc}\n{detail}"))

@@ -29,6 +29,7 @@ from pydantic import (
 ENERGY_METRIC = "energy_kwh"
 """The second objective of every study, always minimised."""
 
+POWER_LIMIT_PARAM = "gpu_power_limit_w"  # applied to the trial's GPUs through NVML
 RESERVED_PREFIXES = ("energy_", "hw_", "carbon_", "co2_", "greentune_")
 RESERVED_NAMES = frozenset(
     {ENERGY_METRIC, "energy_source", "duration_s", "avg_power_w", "cpu_time_s", "status", "error",
@@ -378,7 +379,35 @@ class StudyConfig(_Strict):
             raise ValueError(f"metric '{self.metric}' is reserved; energy is always the second objective")
         return self
 
+    @model_validator(mode="after")
+    def _check_power_limit(self) -> StudyConfig:
+        if POWER_LIMIT_PARAM not in self.search_space:
+            return self
+        gpu = self.resources_per_trial.gpu
+        if gpu < 1 or gpu != int(gpu):
+            raise ValueError(
+                f"search_space.{POWER_LIMIT_PARAM} needs whole GPUs per trial (resources_per_trial.gpu "
+                f">= 1, got {gpu:g}): a power limit on a shared GPU would throttle other trials too"
+            )
+        low, high = self.power_limit_range_w or (0.0, 0.0)
+        if not low > 0:
+            raise ValueError(f"search_space.{POWER_LIMIT_PARAM} must hold positive numbers of watts")
+        return self
+
     # ----------------------------------------------------------------- derived values
+
+    @property
+    def power_limit_range_w(self) -> tuple[float, float] | None:
+        """Lowest and highest ``gpu_power_limit_w`` the study may try; ``None`` if not searched."""
+        param = self.search_space.get(POWER_LIMIT_PARAM)
+        if param is None:
+            return None
+        if isinstance(param, (FloatRange, IntRange)):
+            return float(param.low), float(param.high)
+        values = param.values if isinstance(param, Choice) else [param.value]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"search_space.{POWER_LIMIT_PARAM} must hold numbers of watts, got {values}")
+        return float(min(values)), float(max(values))
 
     @property
     def study_name(self) -> str:
