@@ -46,3 +46,37 @@ def test_failure_model_flags_repeats_and_a_failing_neighbourhood_only():
     assert model.likely_fails({"bn": True, "act": "relu", "width": 512, "depth": 7})  # next to failures
     assert not model.likely_fails({"bn": True, "act": "relu", "width": 64, "depth": 4})
     assert model.failure_probability({"bn": False, "act": "gelu", "width": 64, "depth": 1}) < 0.5
+
+
+def test_pareto_stopper_stops_a_trial_that_cannot_catch_the_front_and_skips_heartbeats():
+    from ray.tune.stopper import CombinedStopper
+
+    from tuner.search.early_stopping import ParetoStopper
+
+    stopper = ParetoStopper("accuracy", "max", horizon_kwh=5.0)
+    # a finished trial makes the front: 0.9 at 1 kWh
+    for n, (kwh, acc) in enumerate([(0.3, 0.5), (0.6, 0.8), (1.0, 0.9)], start=1):
+        assert not stopper("a", {"accuracy": acc, "energy_kwh": kwh, "greentune_status": "running",
+                                 "greentune_epochs": n})
+    assert not stopper("a", {"accuracy": 0.9, "energy_kwh": 1.0, "greentune_status": "completed"})
+    assert stopper.front == [(1.0, 0.9)]
+    # a slow learner: two reports, a heartbeat repeating the second (not a third report), then a third
+    slow = [(1.0, 0.2, 1), (2.0, 0.25, 2), (2.5, 0.25, 2), (3.0, 0.3, 3)]
+    decisions = [stopper("b", {"accuracy": acc, "energy_kwh": kwh, "greentune_status": "running",
+                               "greentune_epochs": n}) for kwh, acc, n in slow]
+    assert decisions == [False, False, False, True]
+    assert stopper.stopped == ["b"] and (3.0, 0.3) in stopper.front
+    assert not CombinedStopper(stopper).stop_all()
+
+
+def test_early_stopping_config_field_is_validated():
+    import pytest
+
+    from tuner.config import ConfigError, load_config
+
+    base = {"objective": "objectives.digits_mlp:digits_mlp", "budget_kwh": 1.0,
+            "search_space": {"lr": {"type": "float", "low": 0.001, "high": 0.1}}}
+    assert load_config(base).early_stopping == "none"
+    assert load_config({**base, "early_stopping": "pareto"}).early_stopping == "pareto"
+    with pytest.raises(ConfigError, match="early_stopping"):
+        load_config({**base, "early_stopping": "asha"})

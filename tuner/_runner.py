@@ -174,7 +174,7 @@ def _run_tuner(cfg: StudyConfig, objective: Any, gate: Any, ledger: EnergyLedger
         run_config=tune.RunConfig(
             name="ray",
             storage_path=str(out),
-            stop=BudgetStopper(ledger),
+            stop=_stopper(cfg, ledger),
             callbacks=[callback],
             verbose=0,
             # A retried trial would spend its energy twice for one result.
@@ -182,6 +182,17 @@ def _run_tuner(cfg: StudyConfig, objective: Any, gate: Any, ledger: EnergyLedger
         ),
     )
     tuner.fit()
+
+
+def _stopper(cfg: StudyConfig, ledger: EnergyLedger) -> Any:
+    """The budget stopper, first so that it observes every result; then Pareto early stopping."""
+    if cfg.early_stopping == "none":
+        return BudgetStopper(ledger)
+    from ray.tune.stopper import CombinedStopper
+
+    from tuner.search.early_stopping import ParetoStopper
+
+    return CombinedStopper(BudgetStopper(ledger), ParetoStopper(cfg.metric, cfg.mode, cfg.budget_kwh))
 
 
 def _finish(result: TuneResult, tracker: Any, out: Path) -> None:

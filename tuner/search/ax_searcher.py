@@ -41,12 +41,15 @@ class AxSearcher(GreentuneSearcher):
         initial_trials: int | None = None,
         step: Literal["fast", "ax-default"] = "fast",
         avoid_failures: bool = True,
+        log_energy: bool = True,
     ) -> None:
         super().__init__(space, fixed, metric=metric, mode=mode, seed=seed)
         self.step = step
         self.avoid_failures = avoid_failures
+        self.log_energy = log_energy
         self.failures = FailureModel(self.space)
         self._rng = np.random.default_rng(seed)
+        self._pending: set[tuple] = set()  # proposed, not yet told
         from ax import Client
         from ax.utils.common.logger import set_stderr_log_level
 
@@ -74,7 +77,7 @@ class AxSearcher(GreentuneSearcher):
             op = ">=" if self.mode == "max" else "<="
             constraints.append(f"{self.metric} {op} {self.metric_threshold!r}")
         if self.energy_threshold_kwh is not None:
-            constraints.append(f"{ENERGY_METRIC} <= {self.energy_threshold_kwh!r}")
+            constraints.append(f"{ENERGY_METRIC} <= {self._energy_value(self.energy_threshold_kwh)!r}")
         sign = "" if self.mode == "max" else "-"
         self.client.configure_optimization(
             objective=f"{sign}{self.metric}, -{ENERGY_METRIC}", outcome_constraints=constraints
@@ -109,15 +112,22 @@ class AxSearcher(GreentuneSearcher):
         if self._infer_metric_threshold and self._worst_metric != self.metric_threshold:
             self.metric_threshold = self._worst_metric
             self._configure_objectives()
-        for _ in range(MAX_REJECTED if self.avoid_failures else 1):
+        for _ in range(MAX_REJECTED):
             index, plain = self._next_trial()
-            if not self.avoid_failures or not self.failures.likely_fails(plain):
+            repeat = self.failures.seen(plain) or self._key(plain) in self._pending
+            if not repeat and not (self.avoid_failures and self.failures.likely_fails(plain)):
                 self._index_of[id(plain)] = index
+                self._pending.add(self._key(plain))
                 return plain
-            # Abandoned, not failed: Ax dedupes against abandoned arms and treats them as
-            # pending, so the next proposal moves away from this one.
+            # Abandoned, not failed: Ax treats abandoned arms as pending, so the next
+            # proposal moves away from this one.
             self.client.mark_trial_abandoned(index)
+            if repeat:
+                break  # the model is sure of this point: a fresh draw is worth more than a refit
         return self._attach_unseen_sample()
+
+    def _key(self, params: dict[str, Any]) -> tuple:
+        return self.failures._key(params)  # noqa: SLF001 - one notion of "same configuration"
 
     def _next_trial(self) -> tuple[int, dict[str, Any]]:
         from ax.exceptions.generation_strategy import GenerationStrategyRepeatedPoints
@@ -132,9 +142,10 @@ class AxSearcher(GreentuneSearcher):
         return index, {k: _plain(v) for k, v in params.items()}
 
     def _attach_unseen_sample(self) -> dict[str, Any]:
-        """After :data:`MAX_REJECTED` likely failures in a row: a random draw the model has not seen."""
+        """After a repeat, or :data:`MAX_REJECTED` likely failures in a row: a random unseen draw."""
         index, plain = self._attach(self._sample_unseen())
         self._index_of[id(plain)] = index
+        self._pending.add(self._key(plain))
         return plain
 
     def _sample_unseen(self) -> dict[str, Any]:
@@ -143,7 +154,8 @@ class AxSearcher(GreentuneSearcher):
         draw: dict[str, Any] = {}
         for _ in range(100):
             draw = {name: sample(param, self._rng) for name, param in self.space.items()}
-            if not self.failures.seen(draw) and not self.failures.likely_fails(draw):
+            if not self.failures.seen(draw) and self._key(draw) not in self._pending \
+                    and not (self.avoid_failures and self.failures.likely_fails(draw)):
                 break
         return draw
 
@@ -154,6 +166,7 @@ class AxSearcher(GreentuneSearcher):
 
     def tell(self, params: dict[str, Any], outcome: Outcome) -> None:
         index = self._index_of.pop(id(params))
+        self._pending.discard(self._key(params))
         if outcome.status != "stopped":
             self.failures.add(params, failed=outcome.status == "failed")
         if outcome.status == "completed":
@@ -161,12 +174,23 @@ class AxSearcher(GreentuneSearcher):
             worse = min if self.mode == "max" else max
             self._worst_metric = outcome.metric if self._worst_metric is None else worse(self._worst_metric, outcome.metric)
             self.client.complete_trial(
-                index, raw_data={self.metric: outcome.metric, ENERGY_METRIC: outcome.energy_kwh}
+                index, raw_data={self.metric: outcome.metric, ENERGY_METRIC: self._energy_value(outcome.energy_kwh)}
             )
         elif outcome.status == "failed":
             self.client.mark_trial_failed(index, failed_reason=outcome.error)
         else:
             self.client.mark_trial_abandoned(index)
+
+    def _energy_value(self, kwh: float | None) -> float | None:
+        """What Ax sees as ``energy_kwh``: log10 kWh by default.
+
+        Energies of a space span orders of magnitude (epochs x batch size x power), so a GP
+        fits log energy far better, and a hypervolume in log energy values a 10x saving on a
+        cheap trial as much as on a dear one. The threshold is transformed alike.
+        """
+        if kwh is None or not self.log_energy:
+            return kwh
+        return math.log10(max(kwh, 1e-12))
 
     def tell_ran(self, params: dict[str, Any], ran: dict[str, Any], outcome: Outcome) -> None:
         """A trial proposed as ``params`` but stopped early: what it measured belongs to ``ran``.
@@ -264,8 +288,8 @@ def _unit(param: SearchParam, value: Any) -> float:
 
 # The fast step's acquisition-optimiser settings (Ax 1.3.1 defaults: 20 restarts, 1024 raw
 # samples, 128 MC samples). Measured by benchmarks/overhead.py, hypervolume by zeus_traces.py.
-FAST_OPTIMIZER_KWARGS: dict[str, Any] = {"num_restarts": 4, "raw_samples": 256, "options": {"maxiter": 100}}
-FAST_ACQF_KWARGS: dict[str, Any] = {"mc_samples": 64}
+FAST_OPTIMIZER_KWARGS: dict[str, Any] = {"num_restarts": 2, "raw_samples": 128, "options": {"maxiter": 60}}
+FAST_ACQF_KWARGS: dict[str, Any] = {"mc_samples": 32}
 
 
 def _make_step_fast(strategy: Any) -> None:
@@ -279,6 +303,7 @@ def _make_step_fast(strategy: Any) -> None:
     from ax.adapter.registry import Cont_X_trans, Y_trans
 
     node = strategy._nodes[-1]  # noqa: SLF001 - Ax has no public setter for a built node's spec
+    node.should_deduplicate = False  # AxSearcher dedupes itself: Ax refits up to 5 times per repeat
     spec = node.generator_specs[0]
     spec.generator_kwargs["transforms"] = [*Cont_X_trans, *Y_trans]
     spec.generator_gen_kwargs["model_gen_options"] = {
@@ -288,20 +313,27 @@ def _make_step_fast(strategy: Any) -> None:
 
 
 class _torch_threads:
-    """Run a BO step on ``n`` torch threads: on a shared few-core driver, more threads only contend."""
+    """Run a BO step on ``n`` threads (torch, BLAS, OpenMP).
+
+    On a shared few-core driver more threads only contend, and every CPU-second of the
+    driver is charged to the study's energy.
+    """
 
     def __init__(self, n: int) -> None:
         self.n = n
 
     def __enter__(self) -> None:
         import torch
+        from threadpoolctl import threadpool_limits
 
         self.before = torch.get_num_threads()
         torch.set_num_threads(self.n)
+        self.limits = threadpool_limits(self.n)
 
     def __exit__(self, *exc: object) -> None:
         import torch
 
+        self.limits.restore_original_limits()
         torch.set_num_threads(self.before)
 
 
