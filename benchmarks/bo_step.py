@@ -1,6 +1,6 @@
 """How long one BO step takes: Ax's default settings against greentune's fast step, same process.
 
-    python benchmarks/bo_step.py                    # both profiles, 53 sequential trials each
+    python benchmarks/bo_step.py                    # both profiles, 53 sequential trials each (~25 min)
     python benchmarks/bo_step.py --trials 33 --profiles fast
 
 Drives ``AxSearcher`` through its ask/tell interface (no Ray) on the quickstart's
@@ -34,7 +34,9 @@ def run_profile(step: str, trials: int, seed: int) -> tuple[list[float], list[fl
     config = load_config(QUICKSTART, seed=seed)
     searcher = AxSearcher(config.tunable, config.fixed, metric=config.metric, mode=config.mode, seed=seed,
                           method="bo", energy_threshold_kwh=config.budget_kwh,
-                          initial_trials=config.initial_trials, step=step)  # type: ignore[arg-type]
+                          initial_trials=config.initial_trials, step=step,  # type: ignore[arg-type]
+                          # ax-default reproduces the searcher before the fast step: raw kWh to Ax, no failure model
+                          log_energy=step != "ax-default", avoid_failures=step != "ax-default")
     walls, cpus, points = [], [], []
     for i in range(trials):
         wall, cpu = time.perf_counter(), time.process_time()
