@@ -77,12 +77,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=53)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--profiles", default="ax-default,fast")
+    parser.add_argument("--profiles", default="fast,ax-default")
     args = parser.parse_args()
     results = {}
     for profile in args.profiles.split(","):
         print(f"  running {profile} ...", flush=True)
         results[profile] = run_profile(profile, args.trials, args.seed)
+        walls, cpus, _ = results[profile]
+        print(f"  {profile}: median wall / CPU s per step " + ", ".join(
+            f"{n} trials {statistics.median(window(walls, n)):.2f} / {statistics.median(window(cpus, n)):.2f}"
+            for n in LEVELS if n + 3 <= args.trials), flush=True)
     all_points = [p for _, _, pts in results.values() for p in pts]
     ref = (min(a for a, _ in all_points), max(e for _, e in all_points))
     box = (max(a for a, _ in all_points) - ref[0]) * (ref[1] - min(e for _, e in all_points))
@@ -96,7 +100,7 @@ def main() -> None:
         )
         print(f"  {profile:<12}{cells}{hypervolume(points, ref) / box:>14.3f}")
     if len(results) == 2:
-        (a, (wa, _, _)), (b, (wb, _, _)) = results.items()
+        (b, (wb, _, _)), (a, (wa, _, _)) = results.items()
         for n in LEVELS:
             if n + 3 <= args.trials:
                 ratio = statistics.median(window(wa, n)) / statistics.median(window(wb, n))
