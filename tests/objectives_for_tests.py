@@ -94,3 +94,10 @@ def gpu_probe(params: dict) -> dict:
     _burn(0.3)
     return {"accuracy": float(params["x"]), "nvml_index": float(uuids.index(visible[0])),
             "n_visible_gpus": float(len(visible)), "limit_seen_w": limit_w}
+
+def plateau(params: dict) -> dict:
+    """Learns nothing after its first report: 40 reports of the same accuracy, 0.1 CPU-s each."""
+    for _ in range(40):
+        _burn(0.1)
+        tuner.report(accuracy=float(params["x"]))
+    return {"accuracy": float(params["x"])}

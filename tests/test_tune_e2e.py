@@ -177,3 +177,17 @@ def test_an_existing_study_directory_is_not_overwritten(ray_session, tmp_path: P
     with pytest.raises(ConfigError, match="already holds a study"):
         tuner.tune(config, budget_kwh=1.0, progress=False)
     assert (tmp_path / "once" / "trials.csv").read_text() == before
+
+
+def test_pareto_early_stopping_ends_flat_trials(ray_session, tmp_path: Path):
+    result = tuner.tune(
+        {"objective": objs.plateau, "search_space": X, "strategy": "grid", "grid_resolution": 2,
+         "early_stopping": "pareto", "max_concurrent_trials": 1, "output_dir": tmp_path / "es"},
+        budget_kwh=1.0,
+        progress=False,
+    )
+    trials = result.trials
+    assert len(trials) == 2
+    assert set(trials["status"]) == {"stopped"}  # flat curves: stopped by the rule, not the budget
+    assert (trials["cpu_time_s"] < 3.0).all()  # a full trial burns 4 CPU-seconds
+    assert result.finish_reason == "search space exhausted"

@@ -178,7 +178,7 @@ def _run_tuner(cfg: StudyConfig, objective: Any, gate: Any, ledger: EnergyLedger
         run_config=tune.RunConfig(
             name="ray",
             storage_path=str(out),
-            stop=BudgetStopper(ledger),
+            stop=_stopper(cfg, ledger),
             # JSON only (Tune's result reader needs it): its CSV and TensorBoard loggers
             # would duplicate MLflow and trials.csv, and TensorBoardX drags torch into the driver.
             callbacks=[callback, JsonLoggerCallback()],
@@ -203,6 +203,17 @@ def _env(name: str, value: str) -> Iterator[None]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = before
+
+
+def _stopper(cfg: StudyConfig, ledger: EnergyLedger) -> Any:
+    """The budget stopper, first so that it observes every result; then Pareto early stopping."""
+    if cfg.early_stopping == "none":
+        return BudgetStopper(ledger)
+    from ray.tune.stopper import CombinedStopper
+
+    from tuner.search.early_stopping import ParetoStopper
+
+    return CombinedStopper(BudgetStopper(ledger), ParetoStopper(cfg.metric, cfg.mode, cfg.budget_kwh))
 
 
 def _finish(result: TuneResult, tracker: Any, out: Path) -> None:

@@ -322,6 +322,7 @@ class StudyConfig(_Strict):
     seed: int | None = None
     grid_resolution: int = Field(3, ge=2, le=50)
     initial_trials: int | None = Field(None, ge=1)
+    early_stopping: Literal["none", "pareto"] = "none"
     output_dir: Path | None = None
     mlflow: MlflowSettings = MlflowSettings()
     energy: EnergySettings = EnergySettings()

@@ -9,10 +9,13 @@ Ax is imported here only, so trial processes never pay for it.
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from typing import Any, Literal
 
-from tuner.config import ENERGY_METRIC, Choice, FloatRange
+import numpy as np
+
+from tuner.config import ENERGY_METRIC, Choice, FloatRange, IntRange
 from tuner.search.base import GreentuneSearcher, Outcome, SearchParam
 
 
@@ -36,8 +39,17 @@ class AxSearcher(GreentuneSearcher):
         energy_threshold_kwh: float | None = None,
         metric_threshold: float | None = None,
         initial_trials: int | None = None,
+        step: Literal["fast", "ax-default"] = "fast",
+        avoid_failures: bool = True,
+        log_energy: bool = True,
     ) -> None:
         super().__init__(space, fixed, metric=metric, mode=mode, seed=seed)
+        self.step = step
+        self.avoid_failures = avoid_failures
+        self.log_energy = log_energy
+        self.failures = FailureModel(self.space)
+        self._rng = np.random.default_rng(seed)
+        self._pending: set[tuple] = set()  # proposed, not yet told
         from ax import Client
         from ax.utils.common.logger import set_stderr_log_level
 
@@ -65,7 +77,7 @@ class AxSearcher(GreentuneSearcher):
             op = ">=" if self.mode == "max" else "<="
             constraints.append(f"{self.metric} {op} {self.metric_threshold!r}")
         if self.energy_threshold_kwh is not None:
-            constraints.append(f"{ENERGY_METRIC} <= {self.energy_threshold_kwh!r}")
+            constraints.append(f"{ENERGY_METRIC} <= {self._energy_value(self.energy_threshold_kwh)!r}")
         sign = "" if self.mode == "max" else "-"
         self.client.configure_optimization(
             objective=f"{sign}{self.metric}, -{ENERGY_METRIC}", outcome_constraints=constraints
@@ -85,34 +97,113 @@ class AxSearcher(GreentuneSearcher):
             initialize_with_center=self.method == "bo",
         )
         acqf = qLogNoisyExpectedHypervolumeImprovement if self.method == "bo" else None
-        return choose_generation_strategy(struct, botorch_acqf_class=acqf)
+        strategy = choose_generation_strategy(struct, botorch_acqf_class=acqf)
+        if self.method == "bo" and self.step == "fast":
+            _make_step_fast(strategy)
+        return strategy
 
     def ask(self) -> dict[str, Any]:
+        if self.step != "fast":
+            return self._ask()
+        with _torch_threads(1):
+            return self._ask()
+
+    def _ask(self) -> dict[str, Any]:
         if self._infer_metric_threshold and self._worst_metric != self.metric_threshold:
             self.metric_threshold = self._worst_metric
             self._configure_objectives()
+        for _ in range(MAX_REJECTED):
+            index, plain = self._next_trial()
+            repeat = self.failures.seen(plain) or self._key(plain) in self._pending
+            if not repeat and not (self.avoid_failures and self.failures.likely_fails(plain)):
+                self._index_of[id(plain)] = index
+                self._pending.add(self._key(plain))
+                return plain
+            # Abandoned, not failed: Ax treats abandoned arms as pending, so the next
+            # proposal moves away from this one.
+            self.client.mark_trial_abandoned(index)
+            if repeat:
+                break  # the model is sure of this point: a fresh draw is worth more than a refit
+        return self._attach_unseen_sample()
+
+    def _key(self, params: dict[str, Any]) -> tuple:
+        return self.failures._key(params)  # noqa: SLF001 - one notion of "same configuration"
+
+    def _next_trial(self) -> tuple[int, dict[str, Any]]:
+        from ax.exceptions.generation_strategy import GenerationStrategyRepeatedPoints
+
         with warnings.catch_warnings():
             # Ax warns on every step before thresholds exist, and torch on its own internals.
-            warnings.simplefilter("ignore", UserWarning)
-            warnings.simplefilter("ignore", RuntimeWarning)
-            ((index, params),) = self.client.get_next_trials(max_trials=1).items()
-        plain = {k: _plain(v) for k, v in params.items()}
+            warnings.simplefilter("ignore", Warning)
+            try:
+                ((index, params),) = self.client.get_next_trials(max_trials=1).items()
+            except GenerationStrategyRepeatedPoints:  # a small space, nearly all tried
+                return self._attach(self._sample_unseen())
+        return index, {k: _plain(v) for k, v in params.items()}
+
+    def _attach_unseen_sample(self) -> dict[str, Any]:
+        """After a repeat, or :data:`MAX_REJECTED` likely failures in a row: a random unseen draw."""
+        index, plain = self._attach(self._sample_unseen())
         self._index_of[id(plain)] = index
+        self._pending.add(self._key(plain))
         return plain
+
+    def _sample_unseen(self) -> dict[str, Any]:
+        from tuner.search.baselines import sample
+
+        draw: dict[str, Any] = {}
+        for _ in range(100):
+            draw = {name: sample(param, self._rng) for name, param in self.space.items()}
+            if not self.failures.seen(draw) and self._key(draw) not in self._pending \
+                    and not (self.avoid_failures and self.failures.likely_fails(draw)):
+                break
+        return draw
+
+    def _attach(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return self.client.attach_trial(parameters=params), dict(params)
 
     def tell(self, params: dict[str, Any], outcome: Outcome) -> None:
         index = self._index_of.pop(id(params))
+        self._pending.discard(self._key(params))
+        if outcome.status != "stopped":
+            self.failures.add(params, failed=outcome.status == "failed")
         if outcome.status == "completed":
             assert outcome.metric is not None
             worse = min if self.mode == "max" else max
             self._worst_metric = outcome.metric if self._worst_metric is None else worse(self._worst_metric, outcome.metric)
             self.client.complete_trial(
-                index, raw_data={self.metric: outcome.metric, ENERGY_METRIC: outcome.energy_kwh}
+                index, raw_data={self.metric: outcome.metric, ENERGY_METRIC: self._energy_value(outcome.energy_kwh)}
             )
         elif outcome.status == "failed":
             self.client.mark_trial_failed(index, failed_reason=outcome.error)
         else:
             self.client.mark_trial_abandoned(index)
+
+    def _energy_value(self, kwh: float | None) -> float | None:
+        """What Ax sees as ``energy_kwh``: log10 kWh by default.
+
+        Energies of a space span orders of magnitude (epochs x batch size x power), so a GP
+        fits log energy far better, and a hypervolume in log energy values a 10x saving on a
+        cheap trial as much as on a dear one. The threshold is transformed alike.
+        """
+        if kwh is None or not self.log_energy:
+            return kwh
+        return math.log10(max(kwh, 1e-12))
+
+    def tell_ran(self, params: dict[str, Any], ran: dict[str, Any], outcome: Outcome) -> None:
+        """A trial proposed as ``params`` but stopped early: what it measured belongs to ``ran``.
+
+        The proposed trial is abandoned, and ``ran`` (e.g. fewer epochs) is attached and told
+        the outcome, so the model learns from the energy spent instead of losing it.
+        """
+        self.client.mark_trial_abandoned(self._index_of.pop(id(params)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            index = self.client.attach_trial(parameters=ran)
+        self._index_of[id(ran)] = index
+        self.tell(ran, outcome)
 
     def save(self, checkpoint_path: str) -> None:
         """Ax's own JSON snapshot: experiment, data and generation strategy."""
@@ -126,6 +217,124 @@ class AxSearcher(GreentuneSearcher):
     @property
     def generation_strategy_name(self) -> str:
         return self.client._generation_strategy.name  # noqa: SLF001 - for reports only
+
+
+MAX_REJECTED = 5  # proposals judged likely to fail, in a row, before a random unseen draw
+
+
+class FailureModel:
+    """Which configurations failed, and a kernel estimate of how likely a new one is to fail.
+
+    Ax learns nothing from a failed trial (it has no data) and even leaves failed arms out
+    of its deduplication, so a region that fails, e.g. out-of-memory batch sizes, keeps
+    being proposed. This remembers every finished configuration; a proposal that failed
+    before, or whose neighbourhood (weighted by distance in the normalised space) mostly
+    failed with enough evidence, is judged likely to fail.
+    """
+
+    def __init__(self, space: dict[str, SearchParam], bandwidth: float = 0.25, threshold: float = 0.6) -> None:
+        self.space, self.bandwidth, self.threshold = space, bandwidth, threshold
+        self.points: list[np.ndarray] = []
+        self.failed: list[bool] = []
+        self._failed_keys: set[tuple] = set()
+        self._seen_keys: set[tuple] = set()
+        self._categorical = np.array([isinstance(p, Choice) and not p.ordered for p in space.values()], dtype=bool)
+
+    def add(self, params: dict[str, Any], failed: bool) -> None:
+        self.points.append(self._coords(params))
+        self.failed.append(failed)
+        (self._failed_keys if failed else self._seen_keys).add(self._key(params))
+
+    def seen(self, params: dict[str, Any]) -> bool:
+        key = self._key(params)
+        return key in self._failed_keys or key in self._seen_keys
+
+    def failure_probability(self, params: dict[str, Any]) -> float:
+        """Kernel-weighted failure share near ``params``, shrunk towards 1/2 by one pseudo-trial."""
+        if not self.points:
+            return 0.5
+        diff = np.abs(np.array(self.points) - self._coords(params))
+        diff[:, self._categorical] = diff[:, self._categorical] > 0  # unordered: same or not
+        dist = np.sqrt((diff**2).mean(axis=1))
+        weights = np.exp(-((dist / self.bandwidth) ** 2))
+        return float((weights @ np.array(self.failed, dtype=float) + 0.5) / (weights.sum() + 1.0))
+
+    def likely_fails(self, params: dict[str, Any]) -> bool:
+        if self._key(params) in self._failed_keys:
+            return True
+        return bool(self.failed) and any(self.failed) and self.failure_probability(params) > self.threshold
+
+    def _key(self, params: dict[str, Any]) -> tuple:
+        return tuple(_plain(params.get(name)) for name in self.space)
+
+    def _coords(self, params: dict[str, Any]) -> np.ndarray:
+        return np.array([_unit(self.space[name], params.get(name)) for name in self.space])
+
+
+def _unit(param: SearchParam, value: Any) -> float:
+    """A value's position in [0, 1]; unordered choices are 0 or 1 apart (handled per dimension)."""
+    if isinstance(param, Choice):
+        index = param.values.index(value) if value in param.values else 0
+        if param.ordered:
+            return index / max(1, len(param.values) - 1)
+        return float(index)  # categorical: FailureModel counts any two distinct values 1 apart
+    assert isinstance(param, FloatRange | IntRange)
+    if param.high == param.low:
+        return 0.0
+    if param.log:
+        return (math.log(value) - math.log(param.low)) / (math.log(param.high) - math.log(param.low))
+    return (value - param.low) / (param.high - param.low)
+
+
+# The fast step's acquisition-optimiser settings (Ax 1.3.1 defaults: 20 restarts, 1024 raw
+# samples, 128 MC samples). Measured by benchmarks/overhead.py, hypervolume by zeus_traces.py.
+FAST_OPTIMIZER_KWARGS: dict[str, Any] = {"num_restarts": 2, "raw_samples": 128, "options": {"maxiter": 60}}
+FAST_ACQF_KWARGS: dict[str, Any] = {"mc_samples": 32}
+
+
+def _make_step_fast(strategy: Any) -> None:
+    """Relax ints and choices to continuous values in the model, with cheaper acquisition settings.
+
+    Ax's default keeps integer and choice parameters discrete, which sends the acquisition
+    optimiser to ``optimize_acqf_mixed_alternating``: tens of seconds per step at 50 trials
+    on two cores. Relaxing them (``Cont_X_trans``: Ax rounds the candidate back onto the
+    grid) lets plain ``optimize_acqf`` run, and fewer restarts and MC samples cut it further.
+    """
+    from ax.adapter.registry import Cont_X_trans, Y_trans
+
+    node = strategy._nodes[-1]  # noqa: SLF001 - Ax has no public setter for a built node's spec
+    node.should_deduplicate = False  # AxSearcher dedupes itself: Ax refits up to 5 times per repeat
+    spec = node.generator_specs[0]
+    spec.generator_kwargs["transforms"] = [*Cont_X_trans, *Y_trans]
+    spec.generator_gen_kwargs["model_gen_options"] = {
+        "optimizer_kwargs": dict(FAST_OPTIMIZER_KWARGS),
+        "acquisition_function_kwargs": dict(FAST_ACQF_KWARGS),
+    }
+
+
+class _torch_threads:
+    """Run a BO step on ``n`` threads (torch, BLAS, OpenMP).
+
+    On a shared few-core driver more threads only contend, and every CPU-second of the
+    driver is charged to the study's energy.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __enter__(self) -> None:
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+        self.limits = threadpool_limits(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        self.limits.restore_original_limits()
+        torch.set_num_threads(self.before)
 
 
 def _ax_parameter(name: str, param: SearchParam) -> Any:

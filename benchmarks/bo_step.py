@@ -1,0 +1,111 @@
+"""How long one BO step takes: Ax's default settings against greentune's fast step, same process.
+
+    python benchmarks/bo_step.py                    # both profiles, 53 sequential trials each (~25 min)
+    python benchmarks/bo_step.py --trials 33 --profiles fast
+
+Drives ``AxSearcher`` through its ask/tell interface (no Ray) on the quickstart's
+6-parameter space with the synthetic outcomes of ``benchmarks/overhead.py``. Every step is
+timed right after a completed trial was told, so each one pays for a model refit, as in a
+real study. Prints the median wall and CPU seconds of the steps at about 10, 30 and 50
+completed trials (the five steps around each level), and the hypervolume the completed
+trials reach (as a share of the box spanned by all trials of both profiles), so that speed is not bought with search quality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from overhead import QUICKSTART, _synthetic  # noqa: E402
+
+from tuner.config import load_config  # noqa: E402
+from tuner.search.ax_searcher import AxSearcher  # noqa: E402
+
+LEVELS = (10, 30, 50)
+
+
+def run_profile(step: str, trials: int, seed: int) -> tuple[list[float], list[float], list[tuple[float, float]]]:
+    """Wall and CPU seconds of each step, and the (accuracy, energy) of each trial."""
+    config = load_config(QUICKSTART, seed=seed)
+    searcher = AxSearcher(config.tunable, config.fixed, metric=config.metric, mode=config.mode, seed=seed,
+                          method="bo", energy_threshold_kwh=config.budget_kwh,
+                          initial_trials=config.initial_trials, step=step,  # type: ignore[arg-type]
+                          # ax-default reproduces the searcher before the fast step: raw kWh to Ax, no failure model
+                          log_energy=step != "ax-default", avoid_failures=step != "ax-default")
+    walls, cpus, points = [], [], []
+    for i in range(trials):
+        wall, cpu = time.perf_counter(), time.process_time()
+        params = searcher.ask()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+        accuracy, energy = _synthetic({**config.fixed, **params})
+        points.append((accuracy, energy))
+        searcher.tell(params, _completed(accuracy, energy))
+        if i + 1 in {n + 2 for n in LEVELS}:
+            print(f"    [{step}] {i + 1} trials, last step {walls[-1]:.2f} s", flush=True)
+    return walls, cpus, points
+
+
+def _completed(accuracy: float, energy: float):  # noqa: ANN202
+    from tuner.search.base import Outcome
+
+    return Outcome("completed", accuracy, energy)
+
+
+def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float]) -> float:
+    """2-D hypervolume of (accuracy max, energy min) points against ``ref`` = (worst acc, worst energy)."""
+    good = sorted((e, a) for a, e in points if a > ref[0] and e < ref[1])
+    volume, best = 0.0, ref[0]
+    for i, (energy, accuracy) in enumerate(good):
+        best = max(best, accuracy)
+        upper = good[i + 1][0] if i + 1 < len(good) else ref[1]
+        volume += (upper - energy) * (best - ref[0])
+    return volume
+
+
+def window(values: list[float], level: int) -> list[float]:
+    """The five steps taken with about ``level`` completed trials."""
+    return values[max(0, level - 2): level + 3]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=53)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profiles", default="fast,ax-default")
+    args = parser.parse_args()
+    results = {}
+    for profile in args.profiles.split(","):
+        print(f"  running {profile} ...", flush=True)
+        results[profile] = run_profile(profile, args.trials, args.seed)
+        walls, cpus, _ = results[profile]
+        print(f"  {profile}: median wall / CPU s per step " + ", ".join(
+            f"{n} trials {statistics.median(window(walls, n)):.2f} / {statistics.median(window(cpus, n)):.2f}"
+            for n in LEVELS if n + 3 <= args.trials), flush=True)
+    all_points = [p for _, _, pts in results.values() for p in pts]
+    ref = (min(a for a, _ in all_points), max(e for _, e in all_points))
+    box = (max(a for a, _ in all_points) - ref[0]) * (ref[1] - min(e for _, e in all_points))
+    print(f"\nBO step on the quickstart space (seed {args.seed}; median of 5 steps, each after a new result):")
+    print(f"  {'profile':<12}" + "".join(f"{f'{n} trials wall/cpu':>22}" for n in LEVELS if n + 3 <= args.trials)
+          + f"{'hypervolume':>14}")
+    for profile, (walls, cpus, points) in results.items():
+        cells = "".join(
+            f"{statistics.median(window(walls, n)):>12.2f} / {statistics.median(window(cpus, n)):>5.2f} s"
+            for n in LEVELS if n + 3 <= args.trials
+        )
+        print(f"  {profile:<12}{cells}{hypervolume(points, ref) / box:>14.3f}")
+    if len(results) == 2:
+        (b, (wb, _, _)), (a, (wa, _, _)) = results.items()
+        for n in LEVELS:
+            if n + 3 <= args.trials:
+                ratio = statistics.median(window(wa, n)) / statistics.median(window(wb, n))
+                print(f"  {n} trials: {a} / {b} median wall = {ratio:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Pareto-aware early stopping: stop a trial whose learning curve cannot reach the front.
+
+A trial reports ``(energy so far, metric)`` as it goes. Extrapolating its recent progress
+per kWh in a straight line (optimistic for the concave curves training produces), if no
+energy it could still spend up to ``horizon_kwh`` puts it above the current front of
+finished trials, and above where it already is, the rest of the trial is wasted energy.
+What it reached so far still counts: a trial stopped at epoch ``k`` is the configuration
+"train ``k`` epochs".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ray.tune.stopper import Stopper
+
+MIN_REPORTS = 3
+
+
+def should_stop(
+    reports: Sequence[tuple[float, float]],
+    front: Sequence[tuple[float, float]],
+    horizon_kwh: float,
+    mode: str = "max",
+) -> bool:
+    """Whether to stop a trial given its ``(kWh, metric)`` reports and finished ``(kWh, metric)`` trials."""
+    if len(reports) < MIN_REPORTS:
+        return False
+    sign = 1.0 if mode == "max" else -1.0
+    x_now, y_now = reports[-1][0], sign * reports[-1][1]
+    x_then, y_then = reports[len(reports) // 2 - 1][0], sign * reports[len(reports) // 2 - 1][1]
+    rate = (y_now - y_then) / (x_now - x_then) if x_now > x_then else 0.0
+    if rate <= 0:
+        return True  # flat or falling over its last half: more energy buys nothing
+    if x_now >= horizon_kwh:
+        return True
+    finished = sorted((x, sign * y) for x, y in front)
+    # The front is a step function of energy; the line beats it somewhere iff it does just
+    # before one of its steps, or at the horizon.
+    checkpoints = [x for x, _ in finished if x_now < x <= horizon_kwh] + [horizon_kwh]
+    for x in checkpoints:
+        reach = y_now + rate * (x - x_now)
+        best_before = max((y for fx, y in finished if fx < x or (x == horizon_kwh and fx <= x)), default=None)
+        if best_before is None or reach > best_before:
+            return False
+    return True
+
+
+class ParetoStopper(Stopper):
+    """A Ray Tune stopper applying :func:`should_stop` to each trial's ``tuner.report`` calls.
+
+    Used by ``tune()`` when the study sets ``early_stopping: pareto``. A trial's curve is
+    the ``(energy_kwh, metric)`` of each new report (heartbeats that repeat the last metric
+    are skipped, as they would look like a plateau); the front is that of the trials that
+    finished or were stopped, at what they reached. ``horizon_kwh`` is the most a trial
+    could still spend: the study's budget.
+    """
+
+    def __init__(self, metric: str, mode: str, horizon_kwh: float) -> None:
+        from tuner.config import ENERGY_METRIC
+
+        self.metric, self.mode, self.horizon_kwh, self.energy = metric, mode, horizon_kwh, ENERGY_METRIC
+        self.reports: dict[str, list[tuple[float, float]]] = {}
+        self.front: list[tuple[float, float]] = []
+        self.stopped: list[str] = []
+        self._count: dict[str, int] = {}
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        status = result.get("greentune_status")
+        curve = self.reports.setdefault(trial_id, [])
+        count = result.get("greentune_epochs")
+        if self.metric in result and self.energy in result and count != self._count.get(trial_id):
+            self._count[trial_id] = count
+            curve.append((float(result[self.energy]), float(result[self.metric])))
+        if status in ("completed", "failed"):
+            finished = self.reports.pop(trial_id)
+            if status == "completed" and finished:
+                self.front.append(finished[-1])
+            return False
+        if should_stop(curve, self.front, self.horizon_kwh, self.mode):
+            self.front.append(curve[-1])
+            self.stopped.append(trial_id)
+            self.reports.pop(trial_id)
+            return True
+        return False
+
+    def stop_all(self) -> bool:
+        return False
