@@ -95,9 +95,15 @@ def gpu_probe(params: dict) -> dict:
     return {"accuracy": float(params["x"]), "nvml_index": float(uuids.index(visible[0])),
             "n_visible_gpus": float(len(visible)), "limit_seen_w": limit_w}
 
+PLATEAU_REPORTS = 100
+
+
 def plateau(params: dict) -> dict:
-    """Learns nothing after its first report: 40 reports of the same accuracy, 0.1 CPU-s each."""
-    for _ in range(40):
+    """Learns nothing after its first report: 100 reports of the same accuracy, 0.1 CPU-s each.
+
+    Long enough that a loaded driver still sees several results before it would end.
+    """
+    for _ in range(PLATEAU_REPORTS):
         _burn(0.1)
         tuner.report(accuracy=float(params["x"]))
     return {"accuracy": float(params["x"])}

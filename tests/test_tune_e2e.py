@@ -189,5 +189,6 @@ def test_pareto_early_stopping_ends_flat_trials(ray_session, tmp_path: Path):
     trials = result.trials
     assert len(trials) == 2
     assert set(trials["status"]) == {"stopped"}  # flat curves: stopped by the rule, not the budget
-    assert (trials["cpu_time_s"] < 3.0).all()  # a full trial burns 4 CPU-seconds
+    # CPU time is no gauge here (a fresh worker's imports count); the reports made are.
+    assert (trials["n_reports"] < objs.PLATEAU_REPORTS).all()
     assert result.finish_reason == "search space exhausted"
