@@ -50,6 +50,7 @@ class AxSearcher(GreentuneSearcher):
         self.failures = FailureModel(self.space)
         self._rng = np.random.default_rng(seed)
         self._pending: set[tuple] = set()  # proposed, not yet told
+        _quiet_ax_import()
         from ax import Client
         from ax.utils.common.logger import set_stderr_log_level
 
@@ -357,3 +358,15 @@ def _ax_parameter(name: str, param: SearchParam) -> Any:
 
 def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
+
+
+def _quiet_ax_import() -> None:
+    """Drop the INFO line Ax prints on import ("Ax SQL storage initialized"); greentune uses no SQL storage.
+
+    A filter, since Ax resets the logger's level when it creates it.
+    """
+    logging.getLogger("ax.storage.sqa_store.with_db_settings_base").addFilter(_warnings_only)
+
+
+def _warnings_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING
