@@ -33,7 +33,7 @@ def run_profile(step: str, trials: int, seed: int) -> tuple[list[float], list[fl
     """Wall and CPU seconds of each step, and the (accuracy, energy) of each trial."""
     config = load_config(QUICKSTART, seed=seed)
     searcher = AxSearcher(config.tunable, config.fixed, metric=config.metric, mode=config.mode, seed=seed,
-                          method="bo", energy_threshold_kwh=config.budget_kwh,
+                          method="bo",
                           initial_trials=config.initial_trials, step=step,  # type: ignore[arg-type]
                           # ax-default reproduces the searcher before the fast step: raw kWh to Ax, no failure model
                           log_energy=step != "ax-default", avoid_failures=step != "ax-default")

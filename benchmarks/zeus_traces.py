@@ -238,7 +238,7 @@ def make_strategy(name: str, problem: TraceProblem, seed: int, budget_kwh: float
         from tuner.search.ax_searcher import AxSearcher
 
         searcher = AxSearcher(space, metric="accuracy", mode="max", seed=seed, method="bo",
-                              energy_threshold_kwh=budget_kwh, step=STEP_PROFILE)
+                              step=STEP_PROFILE)
         set_stderr_log_level(logging.ERROR)  # Ax warns each time a small space is nearly exhausted
         return Greentune(searcher)
     if name == "grid":

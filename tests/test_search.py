@@ -128,7 +128,8 @@ def test_ax_bo_approaches_the_known_front_and_beats_its_own_start():
         [e - (0.01 + a * a) for a, e in points[:5]]
     )
     assert _hypervolume(points) > _hypervolume(points[:5])
-    # Ax reports a non-empty frontier because both objectives have thresholds.
-    assert len(searcher.client.get_pareto_frontier(use_model_predictions=False)) >= 3
+    # BO's points spread along the front rather than piling on one point of it.
+    acc, energy = np.array(points).T
+    assert pareto_mask(acc[5:], energy[5:]).sum() >= 3
     assert len(searcher.step_seconds) == 16 and searcher.cpu_seconds > 0
     assert all(math.isfinite(s) for s in searcher.step_seconds)

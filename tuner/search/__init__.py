@@ -27,7 +27,6 @@ def make_searcher(config: StudyConfig) -> GreentuneSearcher:
     return AxSearcher(
         **common,
         method=config.strategy,
-        energy_threshold_kwh=config.budget_kwh,
         metric_threshold=config.metric_threshold,
         initial_trials=config.initial_trials,
     )
