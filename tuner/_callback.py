@@ -72,7 +72,10 @@ class StudyCallback(Callback):
         except Exception as exc:  # noqa: BLE001 - tracking must not kill a study mid-budget
             logger.warning("could not log trial %s to MLflow: %s", entry.trial_id, exc)
             entry.mlflow_run_id = ""
-        self.persist()
+        try:
+            self.persist()
+        except OSError as exc:  # a full disk: the ledger in memory is intact; retried next trial
+            logger.error("%s; the study goes on and retries after the next trial", exc)
         self._maybe_progress(force=True)
 
     def _maybe_progress(self, force: bool = False) -> None:

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from tuner._atomic import OutputWriteError, atomic_write
 from tuner._budget import BudgetGate, BudgetStopper, EnergyLedger
 from tuner._callback import StudyCallback
 from tuner._trial import TrialSettings, run_trial
@@ -68,9 +68,9 @@ def tune(
         _check_power_limits(cfg)
     out.mkdir(parents=True, exist_ok=True)
 
-    from tuner.tracking import StudyTracker
+    from tuner._mlflow_queue import open_tracker
 
-    tracker = StudyTracker(cfg, out)
+    tracker = open_tracker(cfg, out)  # queues records on disk while MLflow is down
     run_id = tracker.start_study(cfg)
     _write_json(out / STATE_FILE, {"name": cfg.study_name, "mlflow_run_id": run_id,
                                     "tracking_uri": cfg.tracking_uri, "started_at": time.time()})
@@ -220,7 +220,12 @@ def _finish(result: TuneResult, tracker: Any, out: Path) -> None:
     from tuner.reporting import build_report
     from tuner.tracking import _config_dump
 
-    _atomic_csv(result.trials, out / TRIALS_FILE)
+    try:
+        _atomic_csv(result.trials, out / TRIALS_FILE)
+    except OutputWriteError as exc:  # a full disk: MLflow still gets the study's totals
+        exc.result = result
+        tracker.finish_study(result, [])
+        raise
     state = json.loads((out / STATE_FILE).read_text())
     state.update({"finished_at": time.time(), "total_energy_kwh": result.total_energy_kwh,
                   "overhead_kwh": result.overhead_kwh, "co2_kg": result.co2_kg,
@@ -228,7 +233,12 @@ def _finish(result: TuneResult, tracker: Any, out: Path) -> None:
                   **{k: v for k, v in result.carbon.items() if isinstance(v, (str, int, float))},
                   "finish_reason": result.finish_reason,
                   "config": _config_dump(result.config) if result.config is not None else None})
-    _write_json(out / STATE_FILE, state)  # what `greentune report DIR` rebuilds from
+    try:
+        _write_json(out / STATE_FILE, state)  # what `greentune report DIR` rebuilds from
+    except OutputWriteError as exc:
+        exc.result = result
+        tracker.finish_study(result, [out / TRIALS_FILE])
+        raise
     artifacts = [out / TRIALS_FILE]
     try:
         artifacts += list(build_report(result, out).values())
@@ -303,13 +313,8 @@ def _ensure_ray(address: str | None) -> None:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    atomic_write(path, lambda handle: handle.write(json.dumps(data, indent=2, default=str)))
 
 
 def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".csv.tmp")
-    with os.fdopen(fd, "w") as handle:
-        frame.to_csv(handle, index=False)
-    os.replace(tmp, path)
+    atomic_write(path, lambda handle: frame.to_csv(handle, index=False))

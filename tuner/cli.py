@@ -31,6 +31,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_report_command(commands)
     commands.choices["report"].set_defaults(handler=run_report)
     add_meter_command(commands)  # sets its own handler
+    flush = commands.add_parser(
+        "flush", help="send a study's queued MLflow records (kept while the server was down)",
+        description="Replay OUTPUT_DIR/mlflow-queue.jsonl to the study's MLflow run, in order.",
+    )
+    flush.add_argument("output_dir", help="the study's output directory")
+    flush.set_defaults(handler=_flush)
     args = parser.parse_args(argv)
     return args.handler(args)
 
@@ -60,6 +66,26 @@ def _run(args: argparse.Namespace) -> int:
     print(f"\ntrials table: {result.output_dir / 'trials.csv'}")
     print(f"MLflow run {result.mlflow_run_id}; open it with:\n  mlflow ui --backend-store-uri {result.tracking_uri}")
     return 0
+
+
+def _flush(args: argparse.Namespace) -> int:
+    """Exit 0 when the queue is empty afterwards, 1 when records are still waiting."""
+    from pathlib import Path
+
+    from tuner._mlflow_queue import QUEUE_FILE, flush_output_dir
+
+    out = Path(args.output_dir).expanduser()
+    if not (out / "study.json").is_file():
+        print(f"greentune: '{out}' is not a study's output directory (no study.json)", file=sys.stderr)
+        return 2
+    try:
+        left, written = flush_output_dir(out)
+    except Exception as exc:  # noqa: BLE001 - the server is still down: say so, keep the queue
+        print(f"greentune: could not reach MLflow ({str(exc).splitlines()[0][:300]}); "
+              f"{out / QUEUE_FILE} is kept", file=sys.stderr)
+        return 1
+    print(f"flushed {written} record(s) to MLflow; {left} still queued")
+    return 1 if left else 0
 
 
 if __name__ == "__main__":

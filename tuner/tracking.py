@@ -45,6 +45,18 @@ class StudyTracker:
         self.experiment_name = name
         self.run_id = ""
 
+    @classmethod
+    def for_run(cls, tracking_uri: str, run_id: str) -> StudyTracker:
+        """A tracker writing to an existing study run (replaying a queue needs no config)."""
+        from mlflow.tracking import MlflowClient
+
+        tracker = cls.__new__(cls)
+        tracker.tracking_uri, tracker.run_id = tracking_uri, run_id
+        tracker.client = MlflowClient(tracking_uri=tracking_uri)
+        tracker.experiment_id = tracker.client.get_run(run_id).info.experiment_id
+        tracker.experiment_name = tracker.client.get_experiment(tracker.experiment_id).name
+        return tracker
+
     def start_study(self, config: StudyConfig) -> str:
         run = self.client.create_run(
             self.experiment_id,

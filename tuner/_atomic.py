@@ -1,0 +1,48 @@
+"""Atomic output files: a full disk leaves the previous version intact and says so.
+
+Every study output (``trials.csv``, ``study.json``) is written to a temporary file in
+the same directory, flushed to disk, then renamed over the old one; a failed write
+removes its temporary file (which would otherwise hold on to the last free blocks) and
+raises :class:`OutputWriteError` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+
+class OutputWriteError(OSError):
+    """A study output could not be written; the file on disk is still its previous version.
+
+    ``result`` holds the study's :class:`~tuner.TuneResult` when the failure came after
+    the study finished, so that its figures are not lost with the file.
+    """
+
+    result: Any = None
+
+
+def atomic_write(path: Path, write: Callable[[IO[str]], None]) -> None:
+    """Write ``path`` through ``write(handle)`` all at once, or not at all."""
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(exc, OutputWriteError):
+            raise
+        keep = "the previous version is intact" if path.exists() else "it was not created"
+        raise OutputWriteError(
+            exc.errno, f"could not write {path}: {exc.strerror or exc} ({keep})"
+        ) from exc

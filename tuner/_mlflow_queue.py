@@ -1,0 +1,274 @@
+"""MLflow records that survive a tracking server outage: queued on disk, replayed later.
+
+A study must not stop, nor lose its books, because the tracking server went away. When
+writing a record (a trial's child run, the study's totals, its failure) fails for a
+reason that may pass (connection refused, timeout, 5xx), the record is appended to
+``mlflow-queue.jsonl`` in the study's output directory, and every later record goes
+behind it, so the order is kept. After each trial the queue is replayed; whatever is
+still there when the study ends is named in a warning, and ``greentune flush
+OUTPUT_DIR`` replays it later. Requests fail fast (short timeout, one retry) so that a
+down server costs each record a second, not the minutes of MLflow's default retries.
+
+A replayed trial first deletes any child run a half-finished attempt left for it, so a
+trial is never recorded twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuner._atomic import atomic_write
+
+if TYPE_CHECKING:
+    from tuner._budget import TrialEntry
+    from tuner.config import StudyConfig
+    from tuner.result import TuneResult
+    from tuner.tracking import StudyTracker
+
+logger = logging.getLogger("tuner")
+
+QUEUE_FILE = "mlflow-queue.jsonl"
+REJECTED_FILE = "mlflow-rejected.jsonl"
+# Fail fast against a down server; a user's own settings win.
+FAIL_FAST_ENV = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
+}
+# The server answered and refused the record: retrying cannot help.
+_PERMANENT = frozenset({"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST",
+                        "INVALID_STATE", "BAD_REQUEST", "MALFORMED_REQUEST"})
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking server could not be reached when the study started (no energy spent yet)."""
+
+
+@contextmanager
+def fail_fast() -> Iterator[None]:
+    """MLflow HTTP requests with a short timeout and one retry, inside the block only."""
+    added = [name for name in FAIL_FAST_ENV if name not in os.environ]
+    os.environ.update({name: FAIL_FAST_ENV[name] for name in added})
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+def open_tracker(config: StudyConfig, output_dir: Path) -> QueuedTracker:
+    """The study's tracker, queueing to ``output_dir`` whatever the server cannot take."""
+    from tuner.tracking import StudyTracker
+
+    try:
+        with fail_fast():
+            tracker = StudyTracker(config, output_dir)
+    except Exception as exc:  # noqa: BLE001 - any failure here is "cannot track"
+        raise TrackingUnavailable(
+            f"MLflow at {config.tracking_uri} is unreachable, so the study did not start: {exc}"
+        ) from exc
+    return QueuedTracker(tracker, output_dir / QUEUE_FILE)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed MLflow call may succeed later (server down, timeout, 5xx, disk)."""
+    code = getattr(exc, "error_code", None)
+    return code not in _PERMANENT
+
+
+class DiskQueue:
+    """Records waiting for MLflow, one JSON object per line, oldest first."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def records(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        lines = self.path.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def __len__(self) -> int:
+        return len(self.records())
+
+    def append(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record, default=str) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def replace(self, records: list[dict[str, Any]]) -> None:
+        if not records:
+            self.path.unlink(missing_ok=True)
+            return
+        text = "".join(json.dumps(r, default=str) + "\n" for r in records)
+        atomic_write(self.path, lambda handle: handle.write(text))
+
+
+class QueuedTracker:
+    """A :class:`StudyTracker` whose records wait on disk while MLflow is unreachable."""
+
+    def __init__(self, tracker: StudyTracker, queue_path: Path) -> None:
+        self.tracker = tracker
+        self.queue = DiskQueue(queue_path)
+        self._outage = False
+
+    def __getattr__(self, name: str) -> Any:  # run_id, tracking_uri, ui_command, ...
+        return getattr(self.tracker, name)
+
+    def start_study(self, config: StudyConfig) -> str:
+        with fail_fast():
+            return self.tracker.start_study(config)
+
+    def log_trial(self, entry: TrialEntry, history: list[tuple[int, dict[str, float]]]) -> str:
+        """The trial's child run id, or ``""`` while the record waits in the queue."""
+        record = {"kind": "trial", "entry": dataclasses.asdict(entry), "history": history}
+        return self._submit(record, lambda: self.tracker.log_trial(entry, history))
+
+    def finish_study(self, result: TuneResult, artifacts: list[Path]) -> None:
+        record = {"kind": "finish", "result": _result_record(result), "artifacts": [str(p) for p in artifacts]}
+        self._submit(record, lambda: self.tracker.finish_study(result, artifacts))
+        self._warn_if_pending()
+
+    def fail_study(self, error: str) -> None:
+        self._submit({"kind": "fail", "error": error}, lambda: self.tracker.fail_study(error))
+        self._warn_if_pending()
+
+    def flush(self) -> int:
+        """Replay the queue in order; the number of records still waiting."""
+        with fail_fast():
+            remaining, _ = replay(self.tracker, self.queue)
+        if not remaining and self._outage:
+            logger.warning("MLflow at %s is back: queued records flushed", self.tracker.tracking_uri)
+            self._outage = False
+        return remaining
+
+    def _submit(self, record: dict[str, Any], write: Callable[[], str | None]) -> str:
+        if len(self.queue):
+            self.queue.append(record)  # behind the older records
+            self.flush()
+            return ""
+        try:
+            with fail_fast():
+                return write() or ""
+        except Exception as exc:  # noqa: BLE001 - a tracking failure must not stop the study
+            if not is_transient(exc):
+                logger.warning("MLflow refused a %s record, dropped: %s", record["kind"], exc)
+                return ""
+            self.queue.append(record)
+            if not self._outage:
+                logger.warning("MLflow at %s is unreachable (%s); records are queued in %s and retried "
+                               "after every trial", self.tracker.tracking_uri, _short(exc), self.queue.path)
+            self._outage = True
+            return ""
+
+    def _warn_if_pending(self) -> None:
+        waiting = len(self.queue)
+        if waiting:
+            out = self.queue.path.parent
+            logger.warning(
+                "MLflow at %s never came back: %d record(s) of this study are queued in %s; "
+                "replay them with `greentune flush %s` once it is reachable",
+                self.tracker.tracking_uri, waiting, self.queue.path, out,
+            )
+
+
+def apply(tracker: StudyTracker, record: dict[str, Any]) -> str | None:
+    """Write one record to MLflow; a trial's child run id."""
+    kind = record["kind"]
+    if kind == "trial":
+        return tracker.log_trial(_entry(record["entry"]), [(int(s), m) for s, m in record["history"]])
+    if kind == "finish":
+        present = [Path(p) for p in record["artifacts"] if Path(p).exists()]
+        tracker.finish_study(_result(record["result"]), present)
+    elif kind == "fail":
+        tracker.fail_study(record["error"])
+    else:
+        raise ValueError(f"unknown queued record kind '{kind}'")
+    return None
+
+
+def replay(tracker: StudyTracker, queue: DiskQueue) -> tuple[int, int]:
+    """Write queued records in order until one fails; ``(records left, records written)``."""
+    records = queue.records()
+    done = 0
+    rejected: list[dict[str, Any]] = []
+    for record in records:
+        try:
+            if record["kind"] == "trial":
+                _drop_partial_child(tracker, record["entry"]["trial_id"])
+            apply(tracker, record)
+        except Exception as exc:  # noqa: BLE001 - keep it queued, or set it aside if refused
+            if is_transient(exc):
+                break
+            logger.warning("MLflow refused a queued %s record; kept in %s: %s", record["kind"],
+                           queue.path.with_name(REJECTED_FILE), exc)
+            rejected.append(record)
+        done += 1
+    if rejected:
+        with queue.path.with_name(REJECTED_FILE).open("a") as handle:
+            handle.writelines(json.dumps(r, default=str) + "\n" for r in rejected)
+    if done:
+        queue.replace(records[done:])
+    return len(records) - done, done - len(rejected)
+
+
+def flush_output_dir(output_dir: Path) -> tuple[int, int]:
+    """Replay a study's queue to the run named in its ``study.json``; ``(left, written)``."""
+    state = json.loads((output_dir / "study.json").read_text())
+    from tuner.tracking import StudyTracker
+
+    with fail_fast():
+        tracker = StudyTracker.for_run(state["tracking_uri"], state["mlflow_run_id"])
+        return replay(tracker, DiskQueue(output_dir / QUEUE_FILE))
+
+
+def _drop_partial_child(tracker: StudyTracker, trial_id: str) -> None:
+    """Delete a child run an interrupted attempt left for this trial, so it is logged once."""
+    runs = tracker.client.search_runs(
+        [tracker.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{tracker.run_id}' and tags.`greentune.trial_id` = '{trial_id}'",
+    )
+    for run in runs:
+        tracker.client.delete_run(run.info.run_id)
+
+
+def _entry(data: dict[str, Any]) -> TrialEntry:
+    from tuner._budget import TrialEntry
+
+    data = dict(data)
+    data["energy_timeline"] = [tuple(p) for p in data.get("energy_timeline", [])]
+    data["mlflow_run_id"] = None
+    return TrialEntry(**data)
+
+
+def _result_record(result: TuneResult) -> dict[str, Any]:
+    """What ``StudyTracker.finish_study`` reads from a result, as JSON."""
+    return {
+        "trials": json.loads(result.trials.to_json(orient="records")),
+        "metric": result.metric, "mode": result.mode, "budget_kwh": result.budget_kwh,
+        "total_energy_kwh": result.total_energy_kwh, "overhead_kwh": result.overhead_kwh,
+        "param_names": result.param_names, "pue": result.pue, "finish_reason": result.finish_reason,
+        "carbon": {k: v for k, v in result.carbon.items() if isinstance(v, (str, int, float))},
+    }
+
+
+def _result(data: dict[str, Any]) -> TuneResult:
+    import pandas as pd
+
+    from tuner.result import TuneResult
+
+    return TuneResult(trials=pd.DataFrame(data.pop("trials")), **data)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:300]
