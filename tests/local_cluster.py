@@ -212,9 +212,9 @@ def _kill_sessions(sessions: set[int], grace_s: float = 5.0) -> None:
 class MlflowServer:
     """``mlflow server`` on 127.0.0.1 with a SQLite backend and an artifact directory."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, port: int | None = None) -> None:
         self.root = root
-        self.port = free_port()
+        self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -223,8 +223,9 @@ class MlflowServer:
 
     @classmethod
     @contextmanager
-    def start(cls, root: Path, timeout_s: float = 90.0) -> Iterator[MlflowServer]:
-        server = cls(root)
+    def start(cls, root: Path, timeout_s: float = 90.0, port: int | None = None) -> Iterator[MlflowServer]:
+        """Start it (on ``port`` to restart a stopped server at its old address)."""
+        server = cls(root, port)
         root.mkdir(parents=True, exist_ok=True)
         log = root / "mlflow-server.log"
         env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}

@@ -163,7 +163,13 @@ class QueuedTracker:
             if not is_transient(exc):
                 logger.warning("MLflow refused a %s record, dropped: %s", record["kind"], exc)
                 return ""
-            self.queue.append(record)
+            try:
+                self.queue.append(record)
+            except OSError as disk:
+                logger.error("MLflow at %s is unreachable (%s) and the record could not be queued in %s "
+                             "either (%s): this %s record is only in the study's files",
+                             self.tracker.tracking_uri, _short(exc), self.queue.path, disk, record["kind"])
+                return ""
             if not self._outage:
                 logger.warning("MLflow at %s is unreachable (%s); records are queued in %s and retried "
                                "after every trial", self.tracker.tracking_uri, _short(exc), self.queue.path)
