@@ -7,6 +7,11 @@ The answer must be zero, or exactly what was in flight, counted. See the README'
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +20,7 @@ from mlflow.tracking import MlflowClient
 
 import tuner
 from tests import fault_objectives as faults
+from tests.local_cluster import MlflowServer, free_port
 
 pytestmark = pytest.mark.ray
 X = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
@@ -66,3 +72,152 @@ def test_sigkilled_trial_is_failed_and_its_energy_to_the_last_heartbeat_counted(
     assert child.info.status == "FAILED" and child.data.tags["greentune.status"] == "failed"
     assert child.data.metrics["energy_kwh"] == pytest.approx(killed["energy_kwh"])
     assert sorted(c.info.status for c in children.values()) == ["FAILED", "FINISHED", "FINISHED"]
+
+
+# ------------------------------------------------------------------ 3. MLflow server down
+
+
+class _Controller:
+    """Runs a script of steps in a thread beside ``tune()``: release trials, stop/start MLflow.
+
+    Whatever happens, every ticket is released at the end so the study cannot hang.
+    """
+
+    def __init__(self, control: Path, out: Path, root: Path, port: int) -> None:
+        self.control, self.out, self.root, self.port = control, out, root, port
+        control.mkdir()
+        self.server_stack: ExitStack | None = None
+        self.error: BaseException | None = None
+        self.queued_while_down: int | None = None
+
+    def release(self, *numbers: int) -> None:
+        for n in numbers:
+            (self.control / f"release-{n}").touch()
+
+    def wait_done(self, n: int, timeout_s: float = 180) -> None:
+        """Until ``n`` trials are booked as finished in trials.csv (so their MLflow record was tried)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                table = pd.read_csv(self.out / "trials.csv")
+                if (table["status"] == "completed").sum() >= n:
+                    return
+            except (FileNotFoundError, pd.errors.EmptyDataError, KeyError):
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{n} trials did not finish in {timeout_s} s")
+
+    def start_server(self) -> str:
+        self.server_stack = ExitStack()
+        server = self.server_stack.enter_context(MlflowServer.start(self.root, port=self.port))
+        return server.uri
+
+    def stop_server(self) -> None:
+        assert self.server_stack is not None
+        self.server_stack.close()
+        self.server_stack = None
+
+    def run(self, script: Callable[[_Controller], None]) -> threading.Thread:
+        def body() -> None:
+            try:
+                script(self)
+            except BaseException as exc:  # noqa: BLE001 - reported by the test
+                self.error = exc
+            finally:
+                self.release(*range(50))
+
+        thread = threading.Thread(target=body, daemon=True)
+        thread.start()
+        return thread
+
+
+def _ticketed_study(control: Path, out: Path, uri: str, trials: int) -> dict:
+    return {"objective": faults.ticketed, "search_space": {**X, "control": str(control)},
+            "strategy": "sobol", "seed": 0, "max_trials": trials, "max_concurrent_trials": 1,
+            "output_dir": out, "mlflow": {"tracking_uri": uri}}
+
+
+def _assert_books_match(uri: str, run_id: str, result: tuner.TuneResult) -> None:
+    """Every trial in MLflow exactly once, with the energy of trials.csv, and the study's total."""
+    on_disk = pd.read_csv(result.output_dir / "trials.csv").set_index("trial_id")
+    children = _children(uri, run_id)
+    assert sorted(children) == sorted(on_disk.index)
+    for trial_id, child in children.items():
+        assert child.info.status == "FINISHED"
+        assert child.data.metrics["energy_kwh"] == pytest.approx(on_disk.loc[trial_id, "energy_kwh"])
+    parent = MlflowClient(tracking_uri=uri).get_run(run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["total_energy_kwh"] == pytest.approx(result.total_energy_kwh)
+    assert parent.data.metrics["n_completed"] == len(on_disk)
+    assert result.total_energy_kwh == pytest.approx(on_disk["energy_kwh"].sum() + result.overhead_kwh)
+
+
+def test_mlflow_down_mid_study_queues_on_disk_and_flushes_when_back(ray_session, tmp_path: Path):
+    from tuner._mlflow_queue import QUEUE_FILE, DiskQueue
+
+    out, root = tmp_path / "out", tmp_path / "mlflow-server"
+    ctl = _Controller(tmp_path / "control", out, root, free_port())
+    uri = ctl.start_server()
+
+    def script(c: _Controller) -> None:
+        c.release(0)
+        c.wait_done(1)
+        c.stop_server()
+        c.release(1, 2)
+        c.wait_done(3)  # two records made while the server was down
+        c.queued_while_down = len(DiskQueue(out / QUEUE_FILE))
+        c.start_server()
+        c.release(3)
+
+    thread = ctl.run(script)
+    try:
+        result = tuner.tune(_ticketed_study(ctl.control, out, uri, 4), budget_kwh=1.0, progress=False)
+        thread.join(60)
+        assert ctl.error is None, ctl.error
+        assert ctl.queued_while_down == 2
+        assert (result.trials["status"] == "completed").all() and len(result.trials) == 4
+        assert not (out / QUEUE_FILE).exists()  # flushed when the server came back
+        _assert_books_match(uri, result.mlflow_run_id, result)
+    finally:
+        if ctl.server_stack is not None:
+            ctl.stop_server()
+
+
+def test_mlflow_that_never_comes_back_warns_keeps_everything_and_flushes_later(
+    ray_session, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    from tuner._mlflow_queue import QUEUE_FILE, DiskQueue
+    from tuner.cli import main
+
+    out, root = tmp_path / "out", tmp_path / "mlflow-server"
+    ctl = _Controller(tmp_path / "control", out, root, free_port())
+    uri = ctl.start_server()
+
+    def script(c: _Controller) -> None:
+        c.release(0)
+        c.wait_done(1)
+        c.stop_server()
+        c.release(1, 2)
+
+    thread = ctl.run(script)
+    try:
+        with caplog.at_level(logging.WARNING, logger="tuner"):
+            result = tuner.tune(_ticketed_study(ctl.control, out, uri, 3), budget_kwh=1.0, progress=False)
+        thread.join(60)
+        assert ctl.error is None, ctl.error
+        assert (result.trials["status"] == "completed").all() and len(result.trials) == 3
+        queue = out / QUEUE_FILE
+        assert f"never came back: 3 record(s) of this study are queued in {queue}" in caplog.text
+        assert f"greentune flush {out}" in caplog.text
+        kinds = [r["kind"] for r in DiskQueue(queue).records()]
+        assert kinds == ["trial", "trial", "finish"]
+        assert main(["flush", str(out)]) == 1  # still down: the queue stays
+        assert len(DiskQueue(queue)) == 3
+
+        ctl.start_server()
+        assert main(["flush", str(out)]) == 0
+        assert not queue.exists()
+        _assert_books_match(uri, result.mlflow_run_id, result)
+    finally:
+        if ctl.server_stack is not None:
+            ctl.stop_server()
