@@ -221,3 +221,84 @@ def test_mlflow_that_never_comes_back_warns_keeps_everything_and_flushes_later(
     finally:
         if ctl.server_stack is not None:
             ctl.stop_server()
+
+
+# ------------------------------------------------------------------ 4. disk full
+
+_DISK_FULL_STUDY = r"""
+import json, sys
+import ray, tuner
+from tuner._atomic import OutputWriteError
+
+out, uri = sys.argv[1], sys.argv[2]
+ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR")
+report = {"error": None}
+try:
+    tuner.tune({"objective": "tests.fault_objectives:fills_disk",
+                "search_space": {"x": {"type": "float", "low": 0.0, "high": 1.0}, "fill": out + "/filler"},
+                "strategy": "grid", "grid_resolution": 3, "max_concurrent_trials": 1,
+                "output_dir": out, "mlflow": {"tracking_uri": uri}}, budget_kwh=1.0, progress=False)
+except OutputWriteError as exc:
+    report.update(error=str(exc), errno=exc.errno, total_kwh=exc.result.total_energy_kwh,
+                  overhead_kwh=exc.result.overhead_kwh, run_id=exc.result.mlflow_run_id,
+                  trials=exc.result.trials.to_dict("records"))
+# What a user finds on the full disk afterwards (the tmpfs goes away with this process).
+import glob, os, pandas as pd
+csv = os.path.join(out, "trials.csv")
+report["disk_rows"] = pd.read_csv(csv).to_dict("records") if os.path.exists(csv) else None
+report["temp_files"] = glob.glob(os.path.join(out, ".*.tmp"))
+report["study_json"] = json.load(open(os.path.join(out, "study.json")))
+print("REPORT " + json.dumps(report, default=str), flush=True)
+"""
+
+
+def test_disk_full_is_a_clear_error_and_leaves_consistent_files(tmp_path: Path):
+    """A real full file system: a 1 MB tmpfs in a private mount namespace, filled by a trial."""
+    import errno
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs util-linux `unshare` to mount a private tmpfs")
+    out = tmp_path / "tiny"
+    out.mkdir()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # MLflow on a disk that has room
+    mount = f"mount -t tmpfs -o size=1m tmpfs {out}"
+    shell = f'{mount} && exec "$0" -c "$1" {out} {uri}'
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run(
+        ["unshare", "--map-root-user", "--mount", "sh", "-c", shell, sys.executable, _DISK_FULL_STUDY],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    if proc.returncode != 0 and "REPORT" not in proc.stdout and "mount" in proc.stderr:
+        pytest.skip(f"cannot mount a private tmpfs here: {proc.stderr[-300:]}")
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("REPORT ")]
+    assert lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(lines[-1][len("REPORT "):])
+    # A clear error naming the file and the problem, raised when the study's table was written.
+    assert report["error"], "the study should have failed writing its outputs"
+    assert report["errno"] == errno.ENOSPC
+    assert f"could not write {out / 'trials.csv'}: No space left on device" in report["error"]
+    assert "previous version is intact" in report["error"]
+    # No trial lost: all three finished, the filler too, and their energy is in the result.
+    trials = {t["trial_id"]: t for t in report["trials"]}
+    assert len(trials) == 3 and {t["status"] for t in trials.values()} == {"completed"}
+    assert report["total_kwh"] == pytest.approx(sum(t["energy_kwh"] for t in trials.values()) + report["overhead_kwh"])
+    # The files on the full disk are consistent: whole rows that agree with the ledger, no temp files.
+    assert report["temp_files"] == []
+    assert report["disk_rows"], "trials.csv from before the disk filled should still be there"
+    for row in report["disk_rows"]:
+        if row["status"] == "completed":
+            assert row["energy_kwh"] == pytest.approx(trials[row["trial_id"]]["energy_kwh"])
+    assert report["study_json"]["mlflow_run_id"] == report["run_id"]
+    # MLflow, on a disk with room, has every trial and the study's total.
+    children = _children(uri, report["run_id"])
+    assert sorted(children) == sorted(trials)
+    for trial_id, child in children.items():
+        assert child.data.metrics["energy_kwh"] == pytest.approx(trials[trial_id]["energy_kwh"])
+    parent = MlflowClient(tracking_uri=uri).get_run(report["run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["total_energy_kwh"] == pytest.approx(report["total_kwh"])
