@@ -302,3 +302,62 @@ def test_disk_full_is_a_clear_error_and_leaves_consistent_files(tmp_path: Path):
     parent = MlflowClient(tracking_uri=uri).get_run(report["run_id"])
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["total_energy_kwh"] == pytest.approx(report["total_kwh"])
+
+
+# ------------------------------------------------------------------ 2. NVML errors mid-trial
+
+
+def test_gpu_lost_mid_trial_completes_the_trial_with_a_degraded_source():
+    """The trial's own record (what reaches trials.csv and MLflow), through the fake NVML.
+
+    The meter level is tests/test_energy_nvml.py::test_gpu_lost_mid_window_is_absent_with_the_reason;
+    here a heartbeat survives the lost GPU and the final record says what was lost.
+    """
+    from tests.fakes.fake_pynvml import FakeGpu, FakeNvml
+    from tests.fakes.traces import SineTrace
+    from tuner._trial import _final_record
+    from tuner.config import EnergySettings
+    from tuner.energy import make_meter
+
+    fake = FakeNvml([FakeGpu("Tesla V100-SXM2-16GB", "GPU-aaaa", SineTrace(200.0, 60.0, period=0.9))])
+    meter = make_meter(EnergySettings(), gpu_ids=["0"], nvml_module=fake)
+    meter.begin_window("trial")
+    time.sleep(0.3)
+    before = meter.read_window("trial")  # a heartbeat while the GPU answers
+    assert before.component("gpu").energy_kwh > 0
+    fake.nvmlDeviceGetTotalEnergyConsumption = _gpu_lost
+    heartbeat = meter.read_window("trial")  # a heartbeat after it is lost: no exception
+    measured = meter.end_window("trial")
+    meter.close()
+    record = _final_record("returned", {"accuracy": 0.9}, {}, 1, measured, "accuracy")
+    assert record["greentune_status"] == "completed" and record["accuracy"] == 0.9
+    # Degraded, and says so: the GPU energy to its last good read is kept and flagged.
+    assert record["energy_source_gpu"] == "nvml-energy-counter"
+    assert "gpu:lost-mid-window" in record["energy_flags"].split(",")
+    assert "GpuIsLost" in record["energy_fallback_gpu"]
+    assert record["energy_gpu_kwh"] == pytest.approx(before.component("gpu").energy_kwh)
+    # Nothing counted is taken back: the final figure is at least every heartbeat's.
+    assert record["energy_kwh"] >= heartbeat.energy_kwh >= before.energy_kwh
+    assert record["energy_kwh"] == pytest.approx(
+        record["energy_cpu_kwh"] + record.get("energy_dram_kwh", 0.0) + record["energy_gpu_kwh"])
+
+
+def test_gpu_lost_before_any_good_read_is_absent_not_zero():
+    from tests.fakes.fake_pynvml import FakeGpu, FakeNvml
+    from tests.fakes.traces import SineTrace
+    from tuner.energy import make_meter
+
+    fake = FakeNvml([FakeGpu("Tesla V100-SXM2-16GB", "GPU-aaaa", SineTrace(200.0, 60.0, period=0.9))])
+    meter = make_meter(gpu_ids=["0"], nvml_module=fake)
+    meter.begin_window("trial")
+    fake.nvmlDeviceGetTotalEnergyConsumption = _gpu_lost
+    record = meter.end_window("trial").as_record()
+    meter.close()
+    assert record["energy_source_gpu"] == "absent" and "energy_gpu_kwh" not in record
+    assert "GpuIsLost" in record["energy_fallback_gpu"]
+
+
+def _gpu_lost(handle: object) -> None:
+    import pynvml
+
+    raise pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)

@@ -6,10 +6,11 @@ chain; it can also be built directly from counters (tests, custom hardware).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tuner.energy.attribution import cpu_share, machine_busy_cpu_seconds, subtract_idle
@@ -33,6 +34,7 @@ class _Window:
     own_cpu: float
     machine_cpu: float
     snapshots: dict[str, Any]
+    last_good: dict[str, ComponentReading] = field(default_factory=dict)  # kept if a device is lost
 
 
 class ChainMeter(EnergyMeter):
@@ -117,7 +119,7 @@ class ChainMeter(EnergyMeter):
                 delta = counter.since(window.snapshots[component])
             except Exception as exc:  # noqa: BLE001 - a device lost mid-trial: absent, with why
                 reason = f"{counter.source} read failed: {type(exc).__name__}: {exc}"
-                readings.append(ComponentReading(component, None, ABSENT, None, (*self.reasons.get(component, ()), reason)))
+                readings.append(_lost(component, window.last_good.get(component), (*self.reasons.get(component, ()), reason)))
                 continue
             joules, part = delta.joules, 1.0
             if counter.package_level and self.attribute:
@@ -134,6 +136,7 @@ class ChainMeter(EnergyMeter):
                 flags=delta.flags,
                 idle_baseline_w=idle,
             ))
+            window.last_good[component] = readings[-1]
         return Measurement.combine(
             readings, duration, cpu_time_s=own, hardware=self.hardware, cpu_share=share if attributed else None
         )
@@ -189,3 +192,12 @@ class CpuTimeMeter(ChainMeter):
 
     def __init__(self, watts_per_core: float, pid: int | None = None) -> None:
         super().__init__([CpuTimeCounter(watts_per_core, TreeCpuClock(pid))], pid=pid)
+
+
+def _lost(component: str, last: ComponentReading | None, reasons: tuple[str, ...]) -> ComponentReading:
+    """A component that stopped answering: the energy it had measured in this window stays
+    (flagged ``lost-mid-window``; what it drew after its last good read is not known), else absent."""
+    if last is None or last.energy_kwh is None:
+        return ComponentReading(component, None, ABSENT, None, reasons)
+    return dataclasses.replace(last, reasons=(*reasons, "energy up to the last good read kept"),
+                               flags=(*last.flags, "lost-mid-window"))
