@@ -361,3 +361,34 @@ def _gpu_lost(handle: object) -> None:
     import pynvml
 
     raise pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
+
+
+# ------------------------------------------------------------------ 5. carbon API slow mid-study
+
+
+def test_carbon_api_hanging_falls_back_and_the_study_finishes(ray_session, tmp_path: Path):
+    """The provider-level fallbacks are tests/test_carbon_providers_http.py; this is the study's view.
+
+    The API hangs past the client's timeout for the whole study (mid-study, its cache
+    would answer for the half hour it already fetched, so no request would even be made).
+    """
+    from tests import objectives_for_tests as objs
+    from tests.carbon_servers import serve
+
+    with serve("ukci") as (url, state):
+        state.mode = "hang"  # answers after 1.5 s, past the 0.3 s timeout
+        result = tuner.tune(
+            {"objective": objs.quadratic, "search_space": X, "strategy": "sobol", "seed": 0, "max_trials": 2,
+             "output_dir": tmp_path / "out",
+             "carbon": {"provider": "ukci", "base_url": url, "timeout_s": 0.3, "retries": 0}},
+            budget_kwh=1.0, progress=False,
+        )
+    trials = result.trials
+    assert (trials["status"] == "completed").all() and len(trials) == 2  # no trial lost
+    for row in trials.to_dict("records"):  # static fallback, recorded with the reason
+        assert "ukci" in row["carbon_fallback"]
+        assert row["co2_kg"] == pytest.approx(row["energy_kwh"] * row["carbon_intensity_mean"] * result.pue / 1000)
+    assert "ukci" in result.carbon["carbon_fallback"]
+    assert result.co2_kg == pytest.approx(
+        (trials["energy_kwh"].sum() + result.overhead_kwh) * trials["carbon_intensity_mean"].iloc[0] * result.pue / 1000)
+    assert result.total_energy_kwh == pytest.approx(trials["energy_kwh"].sum() + result.overhead_kwh)
