@@ -67,3 +67,28 @@ def fills_disk(params: dict) -> dict:
             except OSError:
                 pass
     return {"accuracy": float(params["x"])}
+
+
+def on_a_node(params: dict) -> dict:
+    """Takes a ticket in ``params['control']`` naming its node (``GREENTUNE_TEST_NODE``), then
+    burns CPU and reports every 0.2 s until ``release-N`` exists; writes ``reported-N`` after
+    its second report, so a test knows the driver has heard its energy."""
+    control = Path(params["control"])
+    number = 0
+    while True:
+        try:
+            fd = os.open(control / f"ticket-{number}", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.write(fd, os.environ.get("GREENTUNE_TEST_NODE", "head").encode())
+            os.close(fd)
+            break
+        except FileExistsError:
+            number += 1
+    reports = 0
+    deadline = time.monotonic() + 300
+    while not (control / f"release-{number}").exists() and time.monotonic() < deadline:
+        _burn(0.2)
+        reports += 1
+        tuner.report(accuracy=float(params["x"]))
+        if reports == 2:
+            (control / f"reported-{number}").touch()
+    return {"accuracy": float(params["x"])}
