@@ -6,6 +6,7 @@ The answer must be zero, or exactly what was in flight, counted. See the README'
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -392,3 +393,31 @@ def test_carbon_api_hanging_falls_back_and_the_study_finishes(ray_session, tmp_p
     assert result.co2_kg == pytest.approx(
         (trials["energy_kwh"].sum() + result.overhead_kwh) * trials["carbon_intensity_mean"].iloc[0] * result.pue / 1000)
     assert result.total_energy_kwh == pytest.approx(trials["energy_kwh"].sum() + result.overhead_kwh)
+
+
+def test_replaying_a_half_written_trial_records_it_once(tmp_path: Path):
+    """A server that died between creating a trial's child run and finishing it: the replay
+    replaces the partial run, so the trial is in MLflow exactly once (real SQLite store)."""
+    from tests import objectives_for_tests as objs
+    from tuner._budget import TrialEntry
+    from tuner._mlflow_queue import QUEUE_FILE, DiskQueue, flush_output_dir, open_tracker
+    from tuner.config import load_config
+
+    out = tmp_path / "out"
+    out.mkdir()
+    cfg = load_config({"objective": objs.quadratic, "search_space": X, "output_dir": out}, budget_kwh=1.0)
+    tracker = open_tracker(cfg, out)
+    run_id = tracker.start_study(cfg)
+    (out / "study.json").write_text(json.dumps({"mlflow_run_id": run_id, "tracking_uri": cfg.tracking_uri}))
+    entry = TrialEntry("t1", {"x": 0.25}, status="completed", energy_kwh=2e-6, metrics={"accuracy": 0.4})
+    tracker.client.create_run(tracker.experiment_id, run_name="trial-t1", tags={
+        "mlflow.parentRunId": run_id, "greentune.trial_id": "t1"})  # the half-written attempt
+    queue = DiskQueue(out / QUEUE_FILE)
+    queue.append({"kind": "trial", "entry": dataclasses.asdict(entry), "history": [[1, {"accuracy": 0.3}]]})
+    assert flush_output_dir(out) == (0, 1)
+    children = _children(cfg.tracking_uri, run_id)
+    assert list(children) == ["t1"]
+    assert children["t1"].info.status == "FINISHED"
+    assert children["t1"].data.metrics["energy_kwh"] == pytest.approx(2e-6)
+    assert children["t1"].data.params["x"] == "0.25"
+    assert not queue.path.exists()
