@@ -107,3 +107,16 @@ def plateau(params: dict) -> dict:
         _burn(0.1)
         tuner.report(accuracy=float(params["x"]))
     return {"accuracy": float(params["x"])}
+
+
+def ticking(params: dict) -> dict:
+    """Busy for ``seconds`` CPU seconds in 0.25 s ticks, noting its start in ``marks`` (a file).
+
+    Made to be killed mid-flight: the marks say how often each ``x`` was started.
+    """
+    with open(params["marks"], "a") as handle:
+        handle.write(f"{float(params['x']):.6f}\n")
+    for step in range(int(float(params.get("seconds", 2.0)) / 0.25)):
+        _burn(0.25)
+        tuner.report(accuracy=float(params["x"]) * step / 100)
+    return {"accuracy": float(params["x"])}

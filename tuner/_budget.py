@@ -7,6 +7,7 @@ energy, and answers two questions: may another trial start, and is the budget sp
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import time
@@ -54,6 +55,16 @@ class TrialEntry:
     def final(self) -> bool:
         return self.status not in ("pending", "running")
 
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrialEntry:
+        names = {f.name for f in dataclasses.fields(cls)}
+        entry = cls(**{k: v for k, v in data.items() if k in names})
+        entry.energy_timeline = [(float(t), float(e)) for t, e in entry.energy_timeline]
+        return entry
+
 
 class EnergyLedger:
     """Energy spent by a study: every trial's last report plus the driver's overhead."""
@@ -66,8 +77,11 @@ class EnergyLedger:
         overhead_cpu_s: Callable[[], float] = lambda: 0.0,
         report_interval_s: float = 2.0,
         next_step_cpu_s: Callable[[], float] = lambda: 0.0,
+        carried_overhead_kwh: float = 0.0,
     ) -> None:
         self.budget_kwh = budget_kwh
+        # the overhead of earlier drivers of this study (a resumed study keeps its books)
+        self.carried_overhead_kwh = carried_overhead_kwh
         self.report_interval_s = report_interval_s
         self.watts_per_core = watts_per_core
         self.metric = metric
@@ -127,6 +141,36 @@ class EnergyLedger:
                 closed.append(entry)
         return closed
 
+    def interrupt_unfinished(self, reason: str) -> list[TrialEntry]:
+        """Close trials an earlier driver left running when it died: ``interrupted``.
+
+        Their energy up to the last heartbeat that reached the ledger on disk stays
+        counted, once; whatever they spent after it was never reported and is not.
+        """
+        closed = []
+        for entry in self.entries.values():
+            if not entry.final:
+                entry.status = "interrupted"
+                entry.info["greentune_error"] = reason
+                entry.ended_at = entry.energy_timeline[-1][0] if entry.energy_timeline else entry.started_at
+                closed.append(entry)
+        return closed
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything needed to resume: every trial's row and the overhead so far."""
+        return {
+            "budget_kwh": self.budget_kwh,
+            "overhead_kwh": self.overhead_kwh,
+            "trials_kwh": self.trials_kwh,
+            "stopped_at": self.stopped_at,
+            "entries": [e.to_json() for e in self.entries.values()],
+        }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Take the books of an earlier driver of the same study (see :meth:`to_json`)."""
+        self.entries = {e["trial_id"]: TrialEntry.from_json(e) for e in data.get("entries", [])}
+        self.carried_overhead_kwh = float(data.get("overhead_kwh") or 0.0)
+
     # ------------------------------------------------------------------ questions
 
     @property
@@ -136,7 +180,7 @@ class EnergyLedger:
     @property
     def overhead_kwh(self) -> float:
         """The tuner's own energy: driver CPU time spent choosing trials (Ax fit and generation)."""
-        return self._overhead_cpu_s() * self.watts_per_core / J_PER_KWH
+        return self.carried_overhead_kwh + self._overhead_cpu_s() * self.watts_per_core / J_PER_KWH
 
     @property
     def total_kwh(self) -> float:
