@@ -120,3 +120,14 @@ def ticking(params: dict) -> dict:
         _burn(0.25)
         tuner.report(accuracy=float(params["x"]) * step / 100)
     return {"accuracy": float(params["x"])}
+
+
+def checkpointing(params: dict) -> dict:
+    """``epochs`` epochs of 0.25 CPU-s, checkpointing after each: made to be paused and resumed."""
+    state = tuner.get_checkpoint() or {"epoch": 0, "runs": 0}
+    start, runs = int(state["epoch"]), int(state["runs"]) + 1
+    for epoch in range(start, int(params["epochs"])):
+        _burn(0.25)
+        tuner.report(accuracy=float(params["x"]) * (epoch + 1) / 100,
+                     checkpoint={"epoch": epoch + 1, "runs": runs})
+    return {"accuracy": float(params["x"]), "runs": float(runs), "resumed_at_epoch": float(start)}

@@ -50,10 +50,16 @@ class TrialEntry:
     run_started_at: float | None = None
     energy_timeline: list[tuple[float, float]] = field(default_factory=list)
     timeline_iteration: int | None = None  # observe() sees each result twice; book it once
+    # a trial paused and restarted (carbon pause-resume) runs in several processes, each
+    # metering from zero: the energy of the earlier runs is carried in ``energy_base_kwh``
+    segment: str | None = None
+    energy_base_kwh: float = 0.0
+    info_base: dict[str, float] = field(default_factory=dict)  # the same for additive info
+    segments: int = 0
 
     @property
     def final(self) -> bool:
-        return self.status not in ("pending", "running")
+        return self.status not in ("pending", "running", "paused")
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -105,14 +111,23 @@ class EnergyLedger:
         now = time.time()
         if entry.run_started_at is None:
             entry.run_started_at = now - float(result.get("time_total_s") or 0.0)
+        segment = result.get("greentune_segment")
+        if segment is not None and segment != entry.segment:
+            if entry.segment is not None:  # restarted after a pause: keep what the last run spent
+                entry.energy_base_kwh = entry.energy_kwh
+                entry.info_base = {k: float(v) for k, v in entry.info.items() if _additive(k, v)}
+            entry.segment = segment
+            entry.segments += 1
         if energy is not None and math.isfinite(energy):
-            entry.energy_kwh = float(energy)
+            energy = entry.energy_base_kwh + float(energy)
+            entry.energy_kwh = energy
             iteration = result.get("training_iteration")
             fresh = iteration is None or iteration != entry.timeline_iteration
             if fresh and result.get("greentune_status", "running") == "running":
                 entry.energy_timeline.append((now, float(energy)))
                 entry.timeline_iteration = iteration
-        entry.info.update({k: v for k, v in result.items() if is_info_key(k)})
+        entry.info.update({k: v + entry.info_base.get(k, 0.0) if _additive(k, v) else v
+                           for k, v in result.items() if is_info_key(k)})
         status = result.get("greentune_status", "running")
         if self.metric in result:
             entry.metrics[self.metric] = float(result[self.metric])
@@ -239,6 +254,12 @@ class EnergyLedger:
         for entry in self.entries.values():
             out[entry.status] = out.get(entry.status, 0) + 1
         return out
+
+
+def _additive(key: str, value: Any) -> bool:
+    """Info that adds up over the runs of a paused and restarted trial (energy parts, CPU time)."""
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return numeric and (key in ("cpu_time_s", "duration_s") or (key.startswith("energy_") and key.endswith("_kwh")))
 
 
 def _numeric_metrics(result: dict[str, Any]) -> dict[str, float]:

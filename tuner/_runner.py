@@ -29,10 +29,12 @@ from tuner.config import ENERGY_METRIC, ConfigError, StudyConfig, load_config, r
 from tuner.energy import driver_watts_per_core, with_idle_baseline
 from tuner.result import TuneResult, pareto_mask
 from tuner.search import make_searcher
+from tuner.search.ax_searcher import quiet_ax_logging
 from tuner.search.base import Outcome
 from tuner.tracking import _config_dump
 
 logger = logging.getLogger("tuner")
+quiet_ax_logging()  # the report's surrogate imports Ax even for grid studies
 
 # what must match for a resumed study to be the same study
 _SAME_STUDY_FIELDS = ("objective", "search_space", "metric", "mode", "strategy", "seed", "grid_resolution")
@@ -118,11 +120,12 @@ def tune(
         save_ledger()
         write_csv(table(), out / TRIALS_FILE)
 
-    from tuner.carbon.wiring import gate_report, gate_searcher, utc
+    from tuner.carbon.wiring import gate_report, gate_searcher, pause_scheduler, utc
 
     study_start = time.time()
     accountant = CarbonAccountant(carbon_provider, cfg.pue, study_start=study_start)
     launcher = gate_searcher(gate, carbon_provider, cfg, ledger, utc(study_start))
+    pauser = pause_scheduler(carbon_provider, cfg, ledger, utc(study_start))
     callback = StudyCallback(
         ledger, tracker, front_size, persist, 10.0 if progress else None, carbon=accountant,
         save_ledger=save_ledger,
@@ -130,7 +133,7 @@ def tune(
     if previous is not None:
         _record_restored(ledger, callback, interrupted, progress)
     try:
-        _run_tuner(cfg, objective, launcher, ledger, callback, out, attempt=state["resumes"])
+        _run_tuner(cfg, objective, launcher, ledger, callback, out, attempt=state["resumes"], scheduler=pauser)
         for entry in ledger.close_unfinished():
             callback.record(entry)
     except BaseException as exc:
@@ -138,7 +141,7 @@ def tune(
             callback.record(entry)
         tracker.fail_study(f"{type(exc).__name__}: {exc}")
         raise
-    carbon = {**_study_carbon(accountant, ledger), **gate_report(launcher)}
+    carbon = {**_study_carbon(accountant, ledger), **gate_report(launcher), **gate_report(pauser)}
     result = TuneResult(
         trials=table(),
         metric=cfg.metric,
@@ -241,7 +244,7 @@ def _record_restored(ledger: EnergyLedger, callback: StudyCallback, interrupted:
 
 
 def _run_tuner(cfg: StudyConfig, objective: Any, gate: Any, ledger: EnergyLedger,
-               callback: StudyCallback, out: Path, attempt: int = 0) -> None:
+               callback: StudyCallback, out: Path, attempt: int = 0, scheduler: Any = None) -> None:
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
 
@@ -256,6 +259,7 @@ def _run_tuner(cfg: StudyConfig, objective: Any, gate: Any, ledger: EnergyLedger
         param_space={},
         tune_config=tune.TuneConfig(
             search_alg=gate,
+            scheduler=scheduler,
             num_samples=cfg.max_trials or -1,
             max_concurrent_trials=cfg.max_concurrent_trials,
         ),
@@ -269,6 +273,8 @@ def _run_tuner(cfg: StudyConfig, objective: Any, gate: Any, ledger: EnergyLedger
             verbose=0,
             # A retried trial would spend its energy twice for one result.
             failure_config=tune.FailureConfig(max_failures=0),
+            # tuner.report(checkpoint=...): only the latest is needed, to resume after a pause
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
     )
     with _env("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1"):

@@ -53,7 +53,7 @@ class AxSearcher(GreentuneSearcher):
         self.failures = FailureModel(self.space)
         self._rng = np.random.default_rng(seed)
         self._pending: set[tuple] = set()  # proposed, not yet told
-        _quiet_ax_import()
+        quiet_ax_logging()
         from ax import Client
         from ax.utils.common.logger import set_stderr_log_level
 
@@ -403,7 +403,7 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def _quiet_ax_import() -> None:
+def quiet_ax_logging() -> None:
     """Drop the INFO line Ax prints on import ("Ax SQL storage initialized"); greentune uses no SQL storage.
 
     A filter, since Ax resets the logger's level when it creates it.
