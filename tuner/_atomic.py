@@ -36,11 +36,11 @@ def atomic_write(path: Path, write: Callable[[IO[str]], None]) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-        if isinstance(exc, OutputWriteError):
+        if not isinstance(exc, OSError) or isinstance(exc, OutputWriteError):
             raise
         keep = "the previous version is intact" if path.exists() else "it was not created"
         raise OutputWriteError(

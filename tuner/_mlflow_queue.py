@@ -128,6 +128,10 @@ class QueuedTracker:
         with fail_fast():
             return self.tracker.start_study(config)
 
+    def resume_study(self, run_id: str, resumes: int) -> str:
+        with fail_fast():
+            return self.tracker.resume_study(run_id, resumes)
+
     def log_trial(self, entry: TrialEntry, history: list[tuple[int, dict[str, float]]]) -> str:
         """The trial's child run id, or ``""`` while the record waits in the queue."""
         record = {"kind": "trial", "entry": dataclasses.asdict(entry), "history": history}

@@ -118,6 +118,11 @@ class CarbonGate(Searcher):
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Ray pickles the Tuner's searcher for ``Tuner.restore``; greentune resumes from its
+        own ledger, so the live provider (an HTTP session) and callables stay behind."""
+        return {k: (None if k in ("provider", "work", "clock") else v) for k, v in self.__dict__.items()}
+
     # ------------------------------------------------------------------ the decision
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
