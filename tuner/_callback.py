@@ -39,6 +39,7 @@ class StudyCallback(Callback):
         self.save_ledger = save_ledger
         self.save_every_s = save_every_s
         self._last_save = 0.0
+        self._save_failed = False
         self.carbon = carbon
         self.tracker = tracker
         self.front_size = front_size
@@ -56,7 +57,13 @@ class StudyCallback(Callback):
         now = time.monotonic()
         if self.save_ledger is not None and now - self._last_save >= self.save_every_s:
             self._last_save = now
-            self.save_ledger()
+            try:
+                self.save_ledger()
+                self._save_failed = False
+            except OSError as exc:  # a full disk must not stop trials that are spending energy
+                if not self._save_failed:
+                    logger.error("%s; the study goes on, the ledger is kept in memory", exc)
+                self._save_failed = True
         self._maybe_progress()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
