@@ -17,6 +17,7 @@ import pandas as pd
 
 from tuner._budget import BudgetGate, BudgetStopper, EnergyLedger
 from tuner._callback import StudyCallback
+from tuner._redact import protect_study, redact_obj
 from tuner._trial import TrialSettings, run_trial
 from tuner.config import ENERGY_METRIC, ConfigError, StudyConfig, load_config, resolve_objective
 from tuner.energy import driver_watts_per_core, with_idle_baseline
@@ -53,6 +54,7 @@ def tune(
         config, budget_kwh=budget_kwh, max_trials=max_trials, strategy=strategy, seed=seed,
         address=address, output_dir=output_dir,
     )
+    protect_study(cfg.tracking_uri)
     out = cfg.resolved_output_dir
     if (out / STATE_FILE).exists():
         raise ConfigError(
@@ -304,7 +306,7 @@ def _ensure_ray(address: str | None) -> None:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.write_text(json.dumps(redact_obj(data), indent=2, default=str))
     os.replace(tmp, path)
 
 

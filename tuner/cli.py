@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
 
+from tuner._redact import install_log_redaction, redact
 from tuner.carbon.cli import add_commands as add_carbon_commands
 from tuner.carbon.cli import run as run_carbon
 from tuner.config import ConfigError
@@ -32,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.choices["report"].set_defaults(handler=run_report)
     add_meter_command(commands)  # sets its own handler
     args = parser.parse_args(argv)
+    install_log_redaction()
     return args.handler(args)
 
 
@@ -50,16 +53,24 @@ def _run(args: argparse.Namespace) -> int:
             progress=not args.quiet,
         )
     except ConfigError as exc:
-        print(f"greentune: {exc}", file=sys.stderr)
+        print(f"greentune: {one_line(exc)}", file=sys.stderr)
         return 2
+    except Exception:  # noqa: BLE001 - a real failure keeps its traceback, secrets masked
+        print(redact(traceback.format_exc()), file=sys.stderr, end="")
+        return 1
     print("\nPareto front (metric vs energy per trial; * marks the knee):")
     print(result.front_table())
     if args.quiet:  # otherwise tune() has already printed the summary with the progress
         print()
         print(result.summary())
     print(f"\ntrials table: {result.output_dir / 'trials.csv'}")
-    print(f"MLflow run {result.mlflow_run_id}; open it with:\n  mlflow ui --backend-store-uri {result.tracking_uri}")
+    print(f"MLflow run {result.mlflow_run_id}; open it with:\n  mlflow ui --backend-store-uri {redact(str(result.tracking_uri))}")
     return 0
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line with secrets masked: what a terminal or CI log should show."""
+    return redact(" ".join(str(exc).split()))
 
 
 if __name__ == "__main__":
