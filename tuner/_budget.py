@@ -91,8 +91,11 @@ class EnergyLedger:
         now = time.time()
         if entry.run_started_at is None:
             entry.run_started_at = now - float(result.get("time_total_s") or 0.0)
-        if energy is not None and math.isfinite(energy):
-            entry.energy_kwh = float(energy)
+        if isinstance(energy, (int, float)) and math.isfinite(energy) and energy >= 0:
+            # a live reading never lowers what was counted; a final figure (maybe the
+            # objective's own) replaces it
+            final = result.get("greentune_status") in FINAL_STATUSES
+            entry.energy_kwh = float(energy) if final else max(entry.energy_kwh, float(energy))
             iteration = result.get("training_iteration")
             fresh = iteration is None or iteration != entry.timeline_iteration
             if fresh and result.get("greentune_status", "running") == "running":

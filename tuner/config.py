@@ -125,7 +125,12 @@ class Fixed(_Strict):
 Parameter = Annotated[FloatRange | IntRange | Choice | Fixed, Field(discriminator="type")]
 
 
+_MAX_INT_BOUND = 2**53  # integers beyond this are not exact as floats, which the optimiser uses
+
+
 def _check_range(low: float, high: float, log: bool) -> None:
+    if isinstance(low, int) and isinstance(high, int) and max(abs(low), abs(high)) > _MAX_INT_BOUND:
+        raise ValueError(f"int bounds must lie within +/-2**53, got low={low:.3g}, high={high:.3g}")
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError("low and high must be finite")
     if low >= high:
