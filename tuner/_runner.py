@@ -256,7 +256,7 @@ def trials_frame(ledger: EnergyLedger, param_names: list[str], metric: str) -> p
             **{k: v for k, v in entry.metrics.items() if k != metric},
             ENERGY_METRIC: entry.energy_kwh,
             "n_reports": info.pop("greentune_epochs", None),  # tuner.report() calls
-            "error": info.pop("greentune_error", None),
+            "error": redact_obj(info.pop("greentune_error", None)),
             **info,
             "mlflow_run_id": entry.mlflow_run_id or None,
         })

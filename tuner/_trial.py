@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tuner._redact import redact
 from tuner.config import ENERGY_METRIC, EnergySettings
 from tuner.energy import Measurement, make_meter
 
@@ -185,7 +186,7 @@ def _final_record(
         record["greentune_status"] = "completed"
     except _TrialFailure as exc:
         record["greentune_status"] = "failed"
-        record["greentune_error"] = str(exc)[:4000]
+        record["greentune_error"] = redact(str(exc))[:4000]  # this process's secrets
     record.update(energy.as_record())
     return record
 

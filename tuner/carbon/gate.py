@@ -115,6 +115,14 @@ class CarbonGate(Searcher):
         self._waiting_since: datetime | None = None
         self._wait_reason = ""  # the plan that started the current wait
 
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles the searcher into tuner.pkl; the provider holds API tokens and
+        # ``work`` closes over the study config (a tracking URI may hold a password).
+        state = self.__dict__.copy()
+        state.update(provider=None, work=None)
+        return state
+
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True
 

@@ -76,6 +76,16 @@ class JsonClient:
         self.session.auth = auth
         self.calls = 0  # requests actually sent (cache misses), for tests and diagnostics
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray Tune pickles its callbacks (and so this client) into the experiment state.
+        state = self.__dict__.copy()
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def redact(self, text: str) -> str:
         """``text`` with every secret replaced by ``***``."""
         for secret in self._secrets:
