@@ -49,6 +49,7 @@ class _State:
         self.failures_left = 0
         now = datetime.now(UTC)
         self.now = now.replace(minute=30 if now.minute >= 30 else 0, second=0, microsecond=0)
+        self.g_per_kwh: float | None = None  # set: every slot has this intensity (a grid that turns)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -93,7 +94,7 @@ class _Handler(BaseHTTPRequestHandler):
         now = self.state.now
 
         def slot(t: datetime, actual: bool) -> dict[str, Any]:
-            value = intensity_at(t)
+            value = intensity_at(t) if self.state.g_per_kwh is None else self.state.g_per_kwh - 5
             intensity = {"forecast": round(value + 5), "index": "moderate"}
             if actual:
                 intensity["actual"] = round(value) if t < now else None

@@ -107,3 +107,27 @@ def plateau(params: dict) -> dict:
         _burn(0.1)
         tuner.report(accuracy=float(params["x"]))
     return {"accuracy": float(params["x"])}
+
+
+def ticking(params: dict) -> dict:
+    """Busy for ``seconds`` CPU seconds in 0.25 s ticks, noting its start in ``marks`` (a file).
+
+    Made to be killed mid-flight: the marks say how often each ``x`` was started.
+    """
+    with open(params["marks"], "a") as handle:
+        handle.write(f"{float(params['x']):.6f}\n")
+    for step in range(int(float(params.get("seconds", 2.0)) / 0.25)):
+        _burn(0.25)
+        tuner.report(accuracy=float(params["x"]) * step / 100)
+    return {"accuracy": float(params["x"])}
+
+
+def checkpointing(params: dict) -> dict:
+    """``epochs`` epochs of 0.25 CPU-s, checkpointing after each: made to be paused and resumed."""
+    state = tuner.get_checkpoint() or {"epoch": 0, "runs": 0}
+    start, runs = int(state["epoch"]), int(state["runs"]) + 1
+    for epoch in range(start, int(params["epochs"])):
+        _burn(0.25)
+        tuner.report(accuracy=float(params["x"]) * (epoch + 1) / 100,
+                     checkpoint={"epoch": epoch + 1, "runs": runs})
+    return {"accuracy": float(params["x"]), "runs": float(runs), "resumed_at_epoch": float(start)}

@@ -204,7 +204,7 @@ def test_existing_studies_need_no_carbon_keys() -> None:
         ({"provider": "carbonara"}, "carbon.provider"),
         ({"policy": "flexible-start"}, "needs a deadline"),
         ({"policy": "threshold", "deadline": "24h"}, "exactly one of threshold_g_per_kwh"),
-        ({"policy": "pause-resume", "deadline": "24h"}, "'pause-resume' is not implemented"),
+        ({"policy": "pause-resume", "deadline": "24h"}, "'pause-resume' needs exactly one of threshold_g_per_kwh"),
         ({"deadline": "soon"}, "carbon.deadline: 'soon' is not a duration"),
         ({"deadline": "-2h"}, "must be a positive duration"),
         ({"step": "0min"}, "carbon.step"),

@@ -13,7 +13,7 @@ this package is imported in every trial process.
 
 from tuner._measure import measure
 from tuner._runner import tune
-from tuner._trial import report
+from tuner._trial import get_checkpoint, report
 from tuner.config import ConfigError, StudyConfig, load_config
 from tuner.energy import EnergyMeter, Measurement
 from tuner.result import TuneResult
@@ -26,6 +26,7 @@ __all__ = [
     "Measurement",
     "StudyConfig",
     "TuneResult",
+    "get_checkpoint",
     "load_config",
     "measure",
     "report",

@@ -7,6 +7,7 @@ energy, and answers two questions: may another trial start, and is the budget sp
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import time
@@ -49,10 +50,26 @@ class TrialEntry:
     run_started_at: float | None = None
     energy_timeline: list[tuple[float, float]] = field(default_factory=list)
     timeline_iteration: int | None = None  # observe() sees each result twice; book it once
+    # a trial paused and restarted (carbon pause-resume) runs in several processes, each
+    # metering from zero: the energy of the earlier runs is carried in ``energy_base_kwh``
+    segment: str | None = None
+    energy_base_kwh: float = 0.0
+    info_base: dict[str, float] = field(default_factory=dict)  # the same for additive info
+    segments: int = 0
 
     @property
     def final(self) -> bool:
-        return self.status not in ("pending", "running")
+        return self.status not in ("pending", "running", "paused")
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrialEntry:
+        names = {f.name for f in dataclasses.fields(cls)}
+        entry = cls(**{k: v for k, v in data.items() if k in names})
+        entry.energy_timeline = [(float(t), float(e)) for t, e in entry.energy_timeline]
+        return entry
 
 
 class EnergyLedger:
@@ -66,8 +83,11 @@ class EnergyLedger:
         overhead_cpu_s: Callable[[], float] = lambda: 0.0,
         report_interval_s: float = 2.0,
         next_step_cpu_s: Callable[[], float] = lambda: 0.0,
+        carried_overhead_kwh: float = 0.0,
     ) -> None:
         self.budget_kwh = budget_kwh
+        # the overhead of earlier drivers of this study (a resumed study keeps its books)
+        self.carried_overhead_kwh = carried_overhead_kwh
         self.report_interval_s = report_interval_s
         self.watts_per_core = watts_per_core
         self.metric = metric
@@ -91,17 +111,26 @@ class EnergyLedger:
         now = time.time()
         if entry.run_started_at is None:
             entry.run_started_at = now - float(result.get("time_total_s") or 0.0)
+        segment = result.get("greentune_segment")
+        if segment is not None and segment != entry.segment:
+            if entry.segment is not None:  # restarted after a pause: keep what the last run spent
+                entry.energy_base_kwh = entry.energy_kwh
+                entry.info_base = {k: float(v) for k, v in entry.info.items() if _additive(k, v)}
+            entry.segment = segment
+            entry.segments += 1
         if isinstance(energy, (int, float)) and math.isfinite(energy) and energy >= 0:
+            energy = entry.energy_base_kwh + float(energy)
             # a live reading never lowers what was counted; a final figure (maybe the
             # objective's own) replaces it
             final = result.get("greentune_status") in FINAL_STATUSES
-            entry.energy_kwh = float(energy) if final else max(entry.energy_kwh, float(energy))
+            entry.energy_kwh = energy if final else max(entry.energy_kwh, energy)
             iteration = result.get("training_iteration")
             fresh = iteration is None or iteration != entry.timeline_iteration
             if fresh and result.get("greentune_status", "running") == "running":
                 entry.energy_timeline.append((now, float(energy)))
                 entry.timeline_iteration = iteration
-        entry.info.update({k: v for k, v in result.items() if is_info_key(k)})
+        entry.info.update({k: v + entry.info_base.get(k, 0.0) if _additive(k, v) else v
+                           for k, v in result.items() if is_info_key(k)})
         status = result.get("greentune_status", "running")
         if self.metric in result:
             entry.metrics[self.metric] = float(result[self.metric])
@@ -130,6 +159,36 @@ class EnergyLedger:
                 closed.append(entry)
         return closed
 
+    def interrupt_unfinished(self, reason: str) -> list[TrialEntry]:
+        """Close trials an earlier driver left running when it died: ``interrupted``.
+
+        Their energy up to the last heartbeat that reached the ledger on disk stays
+        counted, once; whatever they spent after it was never reported and is not.
+        """
+        closed = []
+        for entry in self.entries.values():
+            if not entry.final:
+                entry.status = "interrupted"
+                entry.info["greentune_error"] = reason
+                entry.ended_at = entry.energy_timeline[-1][0] if entry.energy_timeline else entry.started_at
+                closed.append(entry)
+        return closed
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything needed to resume: every trial's row and the overhead so far."""
+        return {
+            "budget_kwh": self.budget_kwh,
+            "overhead_kwh": self.overhead_kwh,
+            "trials_kwh": self.trials_kwh,
+            "stopped_at": self.stopped_at,
+            "entries": [e.to_json() for e in self.entries.values()],
+        }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Take the books of an earlier driver of the same study (see :meth:`to_json`)."""
+        self.entries = {e["trial_id"]: TrialEntry.from_json(e) for e in data.get("entries", [])}
+        self.carried_overhead_kwh = float(data.get("overhead_kwh") or 0.0)
+
     # ------------------------------------------------------------------ questions
 
     @property
@@ -139,7 +198,7 @@ class EnergyLedger:
     @property
     def overhead_kwh(self) -> float:
         """The tuner's own energy: driver CPU time spent choosing trials (Ax fit and generation)."""
-        return self._overhead_cpu_s() * self.watts_per_core / J_PER_KWH
+        return self.carried_overhead_kwh + self._overhead_cpu_s() * self.watts_per_core / J_PER_KWH
 
     @property
     def total_kwh(self) -> float:
@@ -198,6 +257,12 @@ class EnergyLedger:
         for entry in self.entries.values():
             out[entry.status] = out.get(entry.status, 0) + 1
         return out
+
+
+def _additive(key: str, value: Any) -> bool:
+    """Info that adds up over the runs of a paused and restarted trial (energy parts, CPU time)."""
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return numeric and (key in ("cpu_time_s", "duration_s") or (key.startswith("energy_") and key.endswith("_kwh")))
 
 
 def _numeric_metrics(result: dict[str, Any]) -> dict[str, float]:

@@ -32,8 +32,14 @@ class StudyCallback(Callback):
         persist: Callable[[], None],
         progress_every_s: float | None = 10.0,
         carbon: CarbonAccountant | None = None,
+        save_ledger: Callable[[], None] | None = None,
+        save_every_s: float = 1.0,
     ) -> None:
         self.ledger = ledger
+        # heartbeats reach disk too, so a dead driver's in-flight energy is not lost
+        self.save_ledger = save_ledger
+        self.save_every_s = save_every_s
+        self._last_save = 0.0
         self.carbon = carbon
         self.tracker = tracker
         self.front_size = front_size
@@ -58,6 +64,10 @@ class StudyCallback(Callback):
         for number, metrics in json.loads(result.get("greentune_reports") or "[]"):
             if not steps or steps[-1][0] < number:  # the stopper and Ray may replay a result
                 steps.append((int(number), dict(metrics)))
+        now = time.monotonic()
+        if self.save_ledger is not None and now - self._last_save >= self.save_every_s:
+            self._last_save = now
+            self.save_ledger()
         self._maybe_progress()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

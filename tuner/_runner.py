@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -18,16 +16,29 @@ import pandas as pd
 from tuner._budget import BudgetGate, BudgetStopper, EnergyLedger
 from tuner._callback import StudyCallback
 from tuner._redact import protect_study, redact_obj
+from tuner._state import (
+    LEDGER_FILE,
+    SEARCHER_FILE,
+    STATE_FILE,
+    TRIALS_FILE,
+    read_json,
+    write_csv,
+    write_json,
+)
 from tuner._trial import TrialSettings, run_trial
 from tuner.config import ENERGY_METRIC, ConfigError, StudyConfig, load_config, resolve_objective
 from tuner.energy import driver_watts_per_core, with_idle_baseline
 from tuner.result import TuneResult, pareto_mask
 from tuner.search import make_searcher
+from tuner.search.ax_searcher import quiet_ax_logging
+from tuner.search.base import Outcome
+from tuner.tracking import _config_dump
 
 logger = logging.getLogger("tuner")
+quiet_ax_logging()  # the report's surrogate imports Ax even for grid studies
 
-STATE_FILE = "study.json"
-TRIALS_FILE = "trials.csv"
+# what must match for a resumed study to be the same study
+_SAME_STUDY_FIELDS = ("objective", "search_space", "metric", "mode", "strategy", "seed", "grid_resolution")
 
 
 def tune(
@@ -40,12 +51,15 @@ def tune(
     address: str | None = None,
     output_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    resume: bool = False,
 ) -> TuneResult:
     """Search the metric-versus-energy Pareto front of ``config`` within ``budget_kwh``.
 
     ``config`` is a :class:`StudyConfig`, a dict, or a YAML path; keyword arguments that
     are not ``None`` override its fields. Everything is validated before Ray starts.
-    Ray is reached at ``address`` (or ``RAY_ADDRESS``), else started locally. Example::
+    Ray is reached at ``address`` (or ``RAY_ADDRESS``), else started locally.
+    ``resume=True`` continues the study in ``output_dir`` after its driver died: finished
+    trials are kept, not rerun, and the energy already spent stays counted. Example::
 
         result = tuner.tune("examples/quickstart.yaml", budget_kwh=0.001)
         print(result.pareto_front)
@@ -56,10 +70,7 @@ def tune(
     )
     protect_study(cfg.tracking_uri)
     out = cfg.resolved_output_dir
-    if (out / STATE_FILE).exists():
-        raise ConfigError(
-            f"output_dir '{out}' already holds a study; choose another `name` or `output_dir`, or delete it"
-        )
+    previous = _previous_study(cfg, out, resume)
     objective = _shippable_objective(cfg)
     from tuner.carbon.accounting import CarbonAccountant
     from tuner.carbon.registry import build_provider
@@ -73,13 +84,19 @@ def tune(
     from tuner.tracking import StudyTracker
 
     tracker = StudyTracker(cfg, out)
-    run_id = tracker.start_study(cfg)
-    _write_json(out / STATE_FILE, {"name": cfg.study_name, "mlflow_run_id": run_id,
-                                    "tracking_uri": cfg.tracking_uri, "started_at": time.time()})
+    if previous is None:
+        run_id = tracker.start_study(cfg)
+        state = {"name": cfg.study_name, "mlflow_run_id": run_id, "tracking_uri": cfg.tracking_uri,
+                 "started_at": time.time(), "resumes": 0, "config": _config_dump(cfg)}
+    else:
+        state = {**previous, "resumes": int(previous.get("resumes") or 0) + 1, "resumed_at": time.time()}
+        run_id = tracker.resume_study(previous["mlflow_run_id"], state["resumes"])
+    write_json(out / STATE_FILE, redact_obj(state))
     _ensure_ray(cfg.address)
     ledger = EnergyLedger(cfg.budget_kwh, driver_watts_per_core(cfg.energy), cfg.metric,
                           lambda: searcher.cpu_seconds, cfg.energy.report_interval_s,
                           searcher.expected_step_cpu_seconds)
+    interrupted = _restore_books(ledger, searcher, out, cfg.metric) if previous is not None else []
     gate = BudgetGate(searcher, ledger, cfg.max_trials)
     param_names = list(cfg.search_space)
 
@@ -96,19 +113,29 @@ def tune(
         energy = np.array([e.energy_kwh for e in done])
         return int(pareto_mask(metric, energy, cfg.mode).sum())
 
-    def persist() -> None:
-        _atomic_csv(table(), out / TRIALS_FILE)
+    def save_ledger() -> None:
+        write_json(out / LEDGER_FILE, ledger.to_json())
 
-    from tuner.carbon.wiring import gate_report, gate_searcher, utc
+    def persist() -> None:
+        """After every finished trial: the optimiser, then the ledger, then the table."""
+        searcher.save_state(out / SEARCHER_FILE)
+        save_ledger()
+        write_csv(table(), out / TRIALS_FILE)
+
+    from tuner.carbon.wiring import gate_report, gate_searcher, pause_scheduler, utc
 
     study_start = time.time()
     accountant = CarbonAccountant(carbon_provider, cfg.pue, study_start=study_start)
     launcher = gate_searcher(gate, carbon_provider, cfg, ledger, utc(study_start))
+    pauser = pause_scheduler(carbon_provider, cfg, ledger, utc(study_start))
     callback = StudyCallback(
-        ledger, tracker, front_size, persist, 10.0 if progress else None, carbon=accountant
+        ledger, tracker, front_size, persist, 10.0 if progress else None, carbon=accountant,
+        save_ledger=save_ledger,
     )
+    if previous is not None:
+        _record_restored(ledger, callback, interrupted, progress)
     try:
-        _run_tuner(cfg, objective, launcher, ledger, callback, out)
+        _run_tuner(cfg, objective, launcher, ledger, callback, out, attempt=state["resumes"], scheduler=pauser)
         for entry in ledger.close_unfinished():
             callback.record(entry)
     except BaseException as exc:
@@ -116,7 +143,7 @@ def tune(
             callback.record(entry)
         tracker.fail_study(f"{type(exc).__name__}: {exc}")
         raise
-    carbon = {**_study_carbon(accountant, ledger), **gate_report(launcher)}
+    carbon = {**_study_carbon(accountant, ledger), **gate_report(launcher), **gate_report(pauser)}
     result = TuneResult(
         trials=table(),
         metric=cfg.metric,
@@ -158,8 +185,68 @@ def _study_carbon(accountant: Any, ledger: EnergyLedger) -> dict[str, Any]:
     return totals
 
 
+def _previous_study(cfg: StudyConfig, out: Path, resume: bool) -> dict[str, Any] | None:
+    """The state of the study to resume, or ``None`` for a new one; refuses mismatches."""
+    path = out / STATE_FILE
+    if not resume:
+        if path.exists():
+            raise ConfigError(
+                f"output_dir '{out}' already holds a study; resume it with `--resume` "
+                "(tune(..., resume=True)), or choose another `name` or `output_dir`"
+            )
+        return None
+    if not path.exists():
+        raise ConfigError(f"nothing to resume: '{out}' holds no study ({STATE_FILE} missing)")
+    state = read_json(path)
+    if state.get("finished_at"):
+        raise ConfigError(f"the study in '{out}' already finished ({state.get('finish_reason')}); nothing to resume")
+    before = state.get("config") or {}
+    now = _config_dump(cfg)
+    changed = [name for name in _SAME_STUDY_FIELDS if name in before and before[name] != now.get(name)]
+    if changed:
+        raise ConfigError(
+            f"cannot resume '{out}': the config changed in {', '.join(changed)}; "
+            "a resumed study must search the same space for the same objective"
+        )
+    return state
+
+
+def _restore_books(ledger: EnergyLedger, searcher: Any, out: Path, metric: str) -> list[Any]:
+    """Reload the ledger and the optimiser; close the trials the dead driver left running."""
+    path = out / LEDGER_FILE
+    if path.exists():
+        ledger.restore(read_json(path))
+    interrupted = ledger.interrupt_unfinished(
+        "interrupted: the driver stopped while this trial ran; its energy up to its last "
+        "recorded heartbeat is counted"
+    )
+    history = [(entry.params, _outcome(entry, metric)) for entry in ledger.entries.values()]
+    searcher.resume(history, out / SEARCHER_FILE)
+    return interrupted
+
+
+def _outcome(entry: Any, metric: str) -> Outcome:
+    if entry.status == "completed" and metric in entry.metrics:
+        return Outcome("completed", entry.metrics[metric], entry.energy_kwh)
+    if entry.status == "failed":
+        return Outcome("failed", error=entry.info.get("greentune_error"))
+    return Outcome("stopped")
+
+
+def _record_restored(ledger: EnergyLedger, callback: StudyCallback, interrupted: list[Any], progress: bool) -> None:
+    """Log what the dead driver could not: interrupted trials, and finished ones not yet in MLflow."""
+    for entry in ledger.entries.values():
+        if entry.final and entry.mlflow_run_id is None:
+            callback.record(entry)
+    if progress:
+        counts = ledger.counts()
+        print(f"[greentune] resuming: {counts.get('completed', 0)} trials completed, "
+              f"{len(interrupted)} interrupted, {ledger.total_kwh:.3g} kWh already spent",
+              file=sys.stderr, flush=True)
+
+
 def _run_tuner(cfg: StudyConfig, objective: Any, gate: Any, ledger: EnergyLedger,
-               callback: StudyCallback, out: Path) -> None:
+               callback: StudyCallback, out: Path, attempt: int = 0, scheduler: Any = None) -> None:
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
 
@@ -174,11 +261,12 @@ def _run_tuner(cfg: StudyConfig, objective: Any, gate: Any, ledger: EnergyLedger
         param_space={},
         tune_config=tune.TuneConfig(
             search_alg=gate,
+            scheduler=scheduler,
             num_samples=cfg.max_trials or -1,
             max_concurrent_trials=cfg.max_concurrent_trials,
         ),
         run_config=tune.RunConfig(
-            name="ray",
+            name="ray" if attempt == 0 else f"ray-resume-{attempt}",
             storage_path=str(out),
             stop=_stopper(cfg, ledger),
             # JSON only (Tune's result reader needs it): its CSV and TensorBoard loggers
@@ -187,6 +275,8 @@ def _run_tuner(cfg: StudyConfig, objective: Any, gate: Any, ledger: EnergyLedger
             verbose=0,
             # A retried trial would spend its energy twice for one result.
             failure_config=tune.FailureConfig(max_failures=0),
+            # tuner.report(checkpoint=...): only the latest is needed, to resume after a pause
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
     )
     with _env("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1"):
@@ -220,17 +310,16 @@ def _stopper(cfg: StudyConfig, ledger: EnergyLedger) -> Any:
 
 def _finish(result: TuneResult, tracker: Any, out: Path) -> None:
     from tuner.reporting import build_report
-    from tuner.tracking import _config_dump
 
-    _atomic_csv(result.trials, out / TRIALS_FILE)
-    state = json.loads((out / STATE_FILE).read_text())
+    write_csv(result.trials, out / TRIALS_FILE)
+    state = read_json(out / STATE_FILE)
     state.update({"finished_at": time.time(), "total_energy_kwh": result.total_energy_kwh,
                   "overhead_kwh": result.overhead_kwh, "co2_kg": result.co2_kg,
                   "co2_counterfactual_kg": result.co2_counterfactual_kg,
                   **{k: v for k, v in result.carbon.items() if isinstance(v, (str, int, float))},
                   "finish_reason": result.finish_reason,
                   "config": _config_dump(result.config) if result.config is not None else None})
-    _write_json(out / STATE_FILE, state)  # what `greentune report DIR` rebuilds from
+    write_json(out / STATE_FILE, redact_obj(state))  # what `greentune report DIR` rebuilds from
     artifacts = [out / TRIALS_FILE]
     try:
         artifacts += list(build_report(result, out).values())
@@ -302,16 +391,3 @@ def _ensure_ray(address: str | None) -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
              logging_level=logging.WARNING)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(redact_obj(data), indent=2, default=str))
-    os.replace(tmp, path)
-
-
-def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".csv.tmp")
-    with os.fdopen(fd, "w") as handle:
-        frame.to_csv(handle, index=False)
-    os.replace(tmp, path)

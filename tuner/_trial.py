@@ -13,10 +13,16 @@ nor torch may be imported there unless the objective itself does.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
+import pickle
 import queue
+import shutil
 import socket
+import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,6 +34,7 @@ from tuner.energy import Measurement, make_meter
 
 REPORTED_SOURCE = "reported"
 _WINDOW = "trial"
+_STATE_FILE = "greentune_state.pkl"  # inside a Ray Tune checkpoint directory
 
 
 @dataclass(frozen=True)
@@ -43,27 +50,42 @@ class TrialSettings:
 class _Session:
     """The running trial's channel from :func:`report` to the wrapper thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, restored: Any = None) -> None:
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.restored = restored
 
 
 _current: _Session | None = None
 
 
-def report(**metrics: float) -> None:
+def report(checkpoint: Any = None, **metrics: float) -> None:
     """Report intermediate metrics (for example once per epoch) from inside an objective.
 
-    Outside a greentune trial this does nothing, so an objective can be called directly
-    in a notebook or a unit test.
+    ``checkpoint`` is any picklable state (model and optimiser state dicts, the epoch)
+    from which the objective can go on: with it, the carbon policy ``pause-resume`` may
+    pause the trial while the grid is dirty and restart it later from that state, which
+    :func:`get_checkpoint` returns. Outside a greentune trial this does nothing, so an
+    objective can be called directly in a notebook or a unit test.
     """
     session = _current
     if session is None:
         return
+    if checkpoint is not None:  # pickled now: the objective may change the object later
+        session.events.put(("checkpoint", pickle.dumps(checkpoint)))
     values = _as_floats(metrics)
     bad = [k for k, v in values.items() if not math.isfinite(v)]
     if bad:  # fail the trial now: a NaN must not reach the stopper, Ax or the front
         raise ValueError(f"tuner.report: metric '{bad[0]}' is not finite ({values[bad[0]]})")
     session.events.put(("report", values))
+
+
+def get_checkpoint() -> Any:
+    """The state this trial last passed to ``report(checkpoint=...)`` before it was paused.
+
+    ``None`` on a trial's first run, and outside a greentune trial.
+    """
+    session = _current
+    return None if session is None else session.restored
 
 
 def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
@@ -74,39 +96,82 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
     gpu_ids, gpu_shared = _assigned_gpus()
     meter = make_meter(settings.energy, gpu_ids=gpu_ids, gpu_shared=gpu_shared)
     meter.hardware.update(_ray_node_tags())  # several nodes may share one hostname
-    session = _Session()
+    restored, epochs = _restored_state()
+    session = _Session(restored)
     _current = session
+    # One id per process run of this trial: after a pause the meter starts again from
+    # zero, and the ledger adds the runs up by this id.
+    segment = f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
+    checkpointed = restored is not None
     meter.begin_window(_WINDOW)
     worker = threading.Thread(
         target=_call_objective, args=(settings.objective, params, session, gpu_ids), daemon=True
     )
     worker.start()
     latest: dict[str, float] = {}
-    epochs = 0
     unsent: list[tuple[int, dict[str, float]]] = []  # (report number, metrics) not yet sent
+    state: bytes | None = None  # the objective's newest checkpoint, not yet given to Ray
     try:
         while True:
             kind, payload = _next_event(session.events, settings.report_interval_s)
             # A burst of report() calls goes to Ray as one result (each costs a driver round
             # trip); every call still travels in ``greentune_reports`` for the metric history,
             # as JSON: Ray's TensorBoard logger warns on a list-valued result.
-            while kind == "report":
-                latest.update(payload)
-                epochs += 1
-                unsent.append((epochs, payload))
+            while kind in ("report", "checkpoint"):
+                if kind == "checkpoint":
+                    state = payload
+                else:
+                    latest.update(payload)
+                    epochs += 1
+                    unsent.append((epochs, payload))
                 kind, payload = _next_event(session.events, 0.0)
             if kind in ("returned", "raised"):
                 break
             live = meter.read_window(_WINDOW)
-            tune.report({**latest, **live.as_record(), "greentune_status": "running",
-                         "greentune_epochs": epochs, "greentune_reports": json.dumps(unsent)})
-            unsent = []
+            checkpointed = checkpointed or state is not None
+            record = {**latest, **live.as_record(), "greentune_status": "running", "greentune_epochs": epochs,
+                      "greentune_reports": json.dumps(unsent), "greentune_segment": segment,
+                      "greentune_checkpointed": float(checkpointed)}
+            _report_with_checkpoint(record, state, epochs)
+            state, unsent = None, []
     finally:
         _current = None
     measured = meter.end_window(_WINDOW)
     meter.close()
     final = _final_record(kind, payload, latest, epochs, measured, settings.metric)
-    tune.report({**final, "greentune_reports": json.dumps(unsent)})
+    tune.report({**final, "greentune_reports": json.dumps(unsent), "greentune_segment": segment})
+
+
+def _report_with_checkpoint(record: dict[str, Any], state: bytes | None, epochs: int) -> None:
+    """``tune.report``, with the objective's state as a Ray Tune checkpoint when there is one."""
+    from ray import tune
+
+    if state is None:
+        tune.report(record)
+        return
+    # Ray logs every persisted checkpoint at INFO: one line per epoch in the study's output.
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    directory = tempfile.mkdtemp(prefix="greentune-ckpt-")
+    try:
+        with open(os.path.join(directory, _STATE_FILE), "wb") as handle:
+            pickle.dump({"state": state, "epochs": epochs}, handle)
+        # Ray copies the directory to the trial's storage before report() returns.
+        tune.report(record, checkpoint=tune.Checkpoint.from_directory(directory))
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _restored_state() -> tuple[Any, int]:
+    """The objective's state and report count from Ray's checkpoint, when resumed after a pause."""
+    from ray import tune
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None, 0
+    with checkpoint.as_directory() as directory:
+        with open(os.path.join(directory, _STATE_FILE), "rb") as handle:
+            saved = pickle.load(handle)
+    return pickle.loads(saved["state"]), int(saved["epochs"])
 
 
 def _next_event(events: queue.Queue[tuple[str, Any]], timeout: float) -> tuple[str, Any]:

@@ -27,6 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else local)")
     run.add_argument("--output-dir", help="where the study's state, trials and MLflow store go")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the study in its output_dir after a crash, keeping what it measured")
     run.set_defaults(handler=_run)
     add_carbon_commands(commands)
     commands.choices["carbon"].set_defaults(handler=run_carbon)
@@ -51,6 +53,7 @@ def _run(args: argparse.Namespace) -> int:
             address=args.address,
             output_dir=args.output_dir,
             progress=not args.quiet,
+            resume=args.resume,
         )
     except ConfigError as exc:
         print(f"greentune: {one_line(exc)}", file=sys.stderr)

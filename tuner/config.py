@@ -260,12 +260,7 @@ class CarbonSettings(_Strict):
         if self.provider == "ukci" and self.region is not None:
             if not (str(self.region).isdigit() and 1 <= int(self.region) <= 17):
                 raise ValueError(f"region: UK Carbon Intensity region ids are 1-17, got {self.region}")
-        if self.policy == "pause-resume":
-            raise ValueError(
-                "policy 'pause-resume' is not implemented in this release; use "
-                "flexible-start or threshold"
-            )
-        if self.policy == "threshold":
+        if self.policy in ("threshold", "pause-resume"):
             if (self.threshold_g_per_kwh is None) == (self.threshold_percentile is None):
                 raise ValueError(
                     f"policy '{self.policy}' needs exactly one of threshold_g_per_kwh or "

@@ -74,6 +74,21 @@ class StudyTracker:
         self.client.log_text(self.run_id, json.dumps(_config_dump(config), indent=2, default=str), "config.json")
         return self.run_id
 
+    def resume_study(self, run_id: str, resumes: int) -> str:
+        """Reopen the study's parent run after its driver died: one study, one run."""
+        from mlflow.exceptions import MlflowException
+
+        from tuner.config import ConfigError
+
+        try:
+            self.client.get_run(run_id)
+        except MlflowException as exc:
+            raise ConfigError(f"cannot resume: MLflow run {run_id} not found at {self.tracking_uri} ({exc})") from None
+        self.client.update_run(run_id, status="RUNNING")
+        self.client.set_tag(run_id, "greentune.resumes", str(resumes))
+        self.run_id = run_id
+        return run_id
+
     def log_trial(self, entry: TrialEntry, history: list[tuple[int, dict[str, float]]]) -> str:
         """One child run holding the trial's parameters, metrics, energy and status."""
         tags = {

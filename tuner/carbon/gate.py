@@ -115,16 +115,13 @@ class CarbonGate(Searcher):
         self._waiting_since: datetime | None = None
         self._wait_reason = ""  # the plan that started the current wait
 
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Ray pickles the searcher into tuner.pkl; the provider holds API tokens and
-        # ``work`` closes over the study config (a tracking URI may hold a password).
-        state = self.__dict__.copy()
-        state.update(provider=None, work=None)
-        return state
-
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Ray pickles the Tuner's searcher for ``Tuner.restore``; greentune resumes from its
+        own ledger, so the live provider (an HTTP session) and callables stay behind."""
+        return {k: (None if k in ("provider", "work", "clock") else v) for k, v in self.__dict__.items()}
 
     # ------------------------------------------------------------------ the decision
 

@@ -77,14 +77,18 @@ class JsonClient:
         self.calls = 0  # requests actually sent (cache misses), for tests and diagnostics
 
     def __getstate__(self) -> dict[str, Any]:
-        # Ray Tune pickles its callbacks (and so this client) into the experiment state.
-        state = self.__dict__.copy()
-        state.pop("_lock", None)
-        return state
+        """Ray pickles a study's searcher and callbacks into its experiment directory
+        (``tuner.pkl``); the session (headers, auth: tokens) and the cache never go there.
+        An unpickled client has no credentials: greentune never restores one that way."""
+        hidden = {"_lock", "session", "_secrets", "_cache"}
+        return {k: v for k, v in self.__dict__.items() if k not in hidden}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self._secrets = ()
+        self._cache = OrderedDict()
+        self.session = requests.Session()
 
     def redact(self, text: str) -> str:
         """``text`` with every secret replaced by ``***``."""

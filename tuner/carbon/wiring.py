@@ -4,12 +4,16 @@
 ``flexible-start`` wrap it in :class:`~tuner.carbon.gate.CarbonGate`, planning on the
 provider's forecast (or, with ``forecast: history``, on a profile built from its
 history) for the work the study still has to do, estimated from the trials finished so
-far. The deadline is counted from the moment the study starts.
+far. ``pause-resume`` gates launches like ``threshold`` and adds
+:class:`~tuner.carbon.pause.CarbonPauseScheduler`, which pauses checkpointing trials
+while the intensity is above the threshold. The deadline is counted from the moment the
+study starts.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +38,7 @@ def gate_searcher(
     if carbon.policy == "none":
         return searcher
     from tuner.carbon.forecast import HISTORY_MIN_SAVING, HistoryForecast
-    from tuner.carbon.gate import CarbonGate, remaining_work
+    from tuner.carbon.gate import CarbonGate
     from tuner.carbon.schedule import SchedulePolicy
 
     min_saving = carbon.min_saving
@@ -42,12 +46,45 @@ def gate_searcher(
         provider = HistoryForecast(provider)
         min_saving = max(min_saving, HISTORY_MIN_SAVING)
     policy = SchedulePolicy(
-        carbon.policy,  # type: ignore[arg-type]
+        "threshold" if carbon.policy == "pause-resume" else carbon.policy,  # type: ignore[arg-type]
         level_g_per_kwh=carbon.threshold_g_per_kwh,
         percentile=carbon.threshold_percentile,
         min_saving=min_saving,
     )
     assert carbon.deadline_s is not None  # CarbonSettings requires it for a policy
+    return CarbonGate(
+        searcher,
+        provider,
+        deadline=study_start + timedelta(seconds=carbon.deadline_s),
+        policy=policy,
+        work=_work_left(cfg, ledger),
+    )
+
+
+def pause_scheduler(
+    provider: IntensityProvider, cfg: StudyConfig, ledger: EnergyLedger, study_start: datetime
+) -> Any:
+    """The Ray Tune scheduler that pauses trials for ``pause-resume``, else ``None`` (Tune's FIFO)."""
+    carbon = cfg.carbon
+    if carbon.policy != "pause-resume":
+        return None
+    from tuner.carbon.pause import CarbonPauseScheduler
+
+    assert carbon.deadline_s is not None
+    return CarbonPauseScheduler(
+        provider,
+        deadline=study_start + timedelta(seconds=carbon.deadline_s),
+        level_g_per_kwh=carbon.threshold_g_per_kwh,
+        percentile=carbon.threshold_percentile,
+        work=_work_left(cfg, ledger),
+        ledger=ledger,
+    )
+
+
+def _work_left(cfg: StudyConfig, ledger: EnergyLedger) -> Callable[[], timedelta | None]:
+    """Wall time the study still needs, from the trials finished so far (``None``: unknown)."""
+    from tuner.carbon.gate import remaining_work
+
     at_once = concurrency(cfg)
 
     def work() -> timedelta | None:
@@ -55,13 +92,7 @@ def gate_searcher(
         durations = [float(e.info["duration_s"]) for e in done if e.info.get("duration_s")]
         return remaining_work(durations, trials_left(ledger, cfg.max_trials), at_once)
 
-    return CarbonGate(
-        searcher,
-        provider,
-        deadline=study_start + timedelta(seconds=carbon.deadline_s),
-        policy=policy,
-        work=work,
-    )
+    return work
 
 
 def trials_left(ledger: EnergyLedger, max_trials: int | None) -> int | None:
@@ -97,4 +128,4 @@ def utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
-__all__ = ["concurrency", "gate_report", "gate_searcher", "trials_left", "utc"]
+__all__ = ["concurrency", "gate_report", "gate_searcher", "pause_scheduler", "trials_left", "utc"]

@@ -16,11 +16,9 @@ from typing import Any
 
 import pandas as pd
 
+from tuner._state import STATE_FILE, TRIALS_FILE
 from tuner.config import ConfigError, StudyConfig
 from tuner.result import TuneResult
-
-TRIALS_FILE = "trials.csv"
-STATE_FILE = "study.json"
 
 
 def load_from_dir(directory: str | Path) -> TuneResult:

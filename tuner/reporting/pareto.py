@@ -29,6 +29,7 @@ _STYLE = {
     "failed": ("failed", "#d62728", "x", "x"),
     "stopped_by_budget": ("stopped by budget", "#7f7f7f", "diamond", "D"),
     "stopped": ("stopped", "#9467bd", "diamond-open", "d"),
+    "interrupted": ("interrupted (driver died)", "#8c564b", "square-open", "s"),
 }
 _OTHER = ("other", "#bcbd22", "circle-open", "o")
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import warnings
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -50,7 +53,7 @@ class AxSearcher(GreentuneSearcher):
         self.failures = FailureModel(self.space)
         self._rng = np.random.default_rng(seed)
         self._pending: set[tuple] = set()  # proposed, not yet told
-        _quiet_ax_import()
+        quiet_ax_logging()
         from ax import Client
         from ax.utils.common.logger import set_stderr_log_level
 
@@ -208,6 +211,48 @@ class AxSearcher(GreentuneSearcher):
         """Ax's own JSON snapshot: experiment, data and generation strategy."""
         self.client.save_to_json_file(checkpoint_path)
 
+    def save_state(self, path: Path) -> bool:
+        """Ax's snapshot, written beside ``path`` and renamed over it: never half-written."""
+        tmp = path.with_name(path.name + ".tmp")
+        self.client.save_to_json_file(str(tmp))
+        os.replace(tmp, path)
+        return True
+
+    def resume(self, history: Sequence[tuple[dict[str, Any], Outcome]], state: Path | None = None) -> None:
+        """Load Ax's snapshot, then reconcile it with the ledger's history.
+
+        The snapshot can lag the ledger by the trial that finished as the driver died, and
+        holds trials that were running then: those still open are told their outcome from
+        the history (or attached if missing), and the rest abandoned, so Ax has every
+        result once and nothing pending forever. The failure model is rebuilt from history.
+        """
+        if state is not None and state.exists():
+            from ax import Client
+
+            self.client = Client.load_from_json_file(str(state))
+        done: set[tuple] = set()
+        still_open: dict[tuple, list[int]] = {}
+        for index, trial in self.client._experiment.trials.items():  # noqa: SLF001 - no public listing
+            key = self._key({k: _plain(v) for k, v in trial.arm.parameters.items()})  # type: ignore[attr-defined]
+            if trial.status.is_terminal:
+                done.add(key)
+            else:
+                still_open.setdefault(key, []).append(index)
+        for params, outcome in history:
+            plain = {name: params.get(name) for name in self.space}
+            key = self._key(plain)
+            if key in done:
+                if outcome.status != "stopped":
+                    self.failures.add(plain, failed=outcome.status == "failed")
+                continue
+            opened = still_open.get(key)
+            self._index_of[id(plain)] = opened.pop() if opened else self._attach(plain)[0]
+            self.tell(plain, outcome)
+            done.add(key)
+        for indices in still_open.values():
+            for index in indices:
+                self.client.mark_trial_abandoned(index)
+
     def restore(self, checkpoint_path: str) -> None:
         from ax import Client
 
@@ -358,7 +403,7 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def _quiet_ax_import() -> None:
+def quiet_ax_logging() -> None:
     """Drop the INFO line Ax prints on import ("Ax SQL storage initialized"); greentune uses no SQL storage.
 
     A filter, since Ax resets the logger's level when it creates it.

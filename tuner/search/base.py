@@ -19,7 +19,9 @@ import abc
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from ray.tune.search import Searcher
@@ -87,6 +89,20 @@ class GreentuneSearcher(Searcher, abc.ABC):
     @abc.abstractmethod
     def tell(self, params: dict[str, Any], outcome: Outcome) -> None:
         """Learn from a finished trial that ``ask`` proposed."""
+
+    def resume(self, history: Sequence[tuple[dict[str, Any], Outcome]], state: Path | None = None) -> None:
+        """Continue a study that earlier drivers began, without rerunning what they finished.
+
+        ``history`` holds every trial they started, in order, with its outcome (``stopped``
+        for trials interrupted by the driver's death); ``state`` is what
+        :meth:`save_state` last wrote, if anything. The default learns from each outcome.
+        """
+        for params, outcome in history:
+            self.tell(params, outcome)
+
+    def save_state(self, path: Path) -> bool:
+        """Write the optimiser's state to ``path`` atomically; ``False`` if the history suffices."""
+        return False
 
     # ------------------------------------------------------------------- Ray interface
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,6 +55,13 @@ class GridSearcher(GreentuneSearcher):
     def tell(self, params: dict[str, Any], outcome: Outcome) -> None:
         pass  # a grid does not learn
 
+    def resume(self, history: Sequence[tuple[dict[str, Any], Outcome]], state: Path | None = None) -> None:
+        """The same order as before, without the points that finished; interrupted ones run again."""
+        names = list(self.space)
+        finished = {tuple(p.get(n) for n in names) for p, o in history if o.status != "stopped"}
+        self._points = [p for p in self._points if tuple(p[n] for n in names) not in finished]
+        self._next = 0
+
 
 class RandomSearcher(GreentuneSearcher):
     """Independent uniform samples (log-uniform on log-scale ranges)."""
@@ -66,6 +75,11 @@ class RandomSearcher(GreentuneSearcher):
 
     def tell(self, params: dict[str, Any], outcome: Outcome) -> None:
         pass
+
+    def resume(self, history: Sequence[tuple[dict[str, Any], Outcome]], state: Path | None = None) -> None:
+        """Skip the draws earlier drivers used, so the sequence goes on as if never interrupted."""
+        for _ in history:
+            self.ask()
 
 
 def sample(param: SearchParam, rng: np.random.Generator) -> Any:
