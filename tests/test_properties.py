@@ -172,22 +172,26 @@ events = st.lists(
         st.tuples(st.just("complete"), trial_ids, energies),
         st.tuples(st.just("fail_report"), trial_ids, energies),
         st.tuples(st.just("died"), trial_ids, st.none()),
+        st.tuples(st.just("paused"), trial_ids, st.none()),  # pause-resume: a new run, counting from 0
         st.tuples(st.just("searcher_step"), st.just(""), st.floats(min_value=0.0, max_value=100.0)),
     ),
     max_size=40,
 )
 
 
-def _apply(ledger: EnergyLedger, clock: list[float], event: tuple[str, str, Any]) -> None:
+def _apply(ledger: EnergyLedger, clock: list[float], segments: dict[str, int], event: tuple[str, str, Any]) -> None:
     kind, trial, value = event
+    run = {"greentune_segment": f"{trial}-run{segments.get(trial, 0)}"}
     if kind == "start":
         ledger.start(trial, {"x": 0.5})
     elif kind == "beat":
-        ledger.observe(trial, {"energy_kwh": value, "greentune_status": "running"})
+        ledger.observe(trial, {"energy_kwh": value, "greentune_status": "running", **run})
     elif kind == "complete":
-        ledger.observe(trial, {"energy_kwh": value, "greentune_status": "completed", "accuracy": 0.5})
+        ledger.observe(trial, {"energy_kwh": value, "greentune_status": "completed", "accuracy": 0.5, **run})
     elif kind == "fail_report":
-        ledger.observe(trial, {"energy_kwh": value, "greentune_status": "failed", "greentune_error": "boom"})
+        ledger.observe(trial, {"energy_kwh": value, "greentune_status": "failed", "greentune_error": "boom", **run})
+    elif kind == "paused":
+        segments[trial] = segments.get(trial, 0) + 1
     elif kind == "died":
         ledger.fail(trial, "actor died")
     else:
@@ -198,11 +202,12 @@ def _apply(ledger: EnergyLedger, clock: list[float], event: tuple[str, str, Any]
 @given(sequence=events)
 def test_ledger_books_stay_straight(sequence: list[tuple[str, str, Any]]):
     clock = [0.0]
+    segments: dict[str, int] = {}
     ledger = EnergyLedger(0.5, WATTS, "accuracy", overhead_cpu_s=lambda: clock[0])
     before: dict[str, float] = {}
     frozen: dict[str, float] = {}
     for event in sequence:
-        _apply(ledger, clock, event)
+        _apply(ledger, clock, segments, event)
         for trial_id, entry in ledger.entries.items():
             assert entry.energy_kwh >= 0 and math.isfinite(entry.energy_kwh)
             if trial_id in frozen:  # a final figure never changes again
