@@ -118,13 +118,15 @@ def tune(
 
     def persist() -> None:
         """After every finished trial: the optimiser, then the ledger, then the table."""
+        start = time.process_time()
         searcher.save_state(out / SEARCHER_FILE)
+        searcher.cpu_seconds += time.process_time() - start  # the optimiser's upkeep is overhead too
         save_ledger()
         write_csv(table(), out / TRIALS_FILE)
 
     from tuner.carbon.wiring import gate_report, gate_searcher, pause_scheduler, utc
 
-    study_start = time.time()
+    study_start = float(state["started_at"])  # a resumed study keeps its start and its deadline
     accountant = CarbonAccountant(carbon_provider, cfg.pue, study_start=study_start)
     launcher = gate_searcher(gate, carbon_provider, cfg, ledger, utc(study_start))
     pauser = pause_scheduler(carbon_provider, cfg, ledger, utc(study_start))

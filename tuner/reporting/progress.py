@@ -78,7 +78,7 @@ def progress_figure(result: TuneResult, progress: pd.DataFrame) -> Figure:
     for status, marker, color in (("completed", "o", "#1f77b4"), ("failed", "x", "#d62728")):
         rows = progress[progress["status"] == status]
         ax.scatter(rows["cumulative_kwh"], rows["hypervolume"], marker=marker, color=color, s=18, label=status)
-    stopped = progress[progress["status"].str.startswith("stopped")]
+    stopped = progress[progress["status"].str.startswith(("stopped", "interrupted"))]
     ax.scatter(stopped["cumulative_kwh"], stopped["hypervolume"], marker="D", color="#7f7f7f", s=18, label="stopped")
     ax.set_xlabel("cumulative trial energy (kWh)")
     ax.set_ylabel("normalised hypervolume of the front so far")
