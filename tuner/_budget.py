@@ -118,9 +118,12 @@ class EnergyLedger:
                 entry.info_base = {k: float(v) for k, v in entry.info.items() if _additive(k, v)}
             entry.segment = segment
             entry.segments += 1
-        if energy is not None and math.isfinite(energy):
+        if isinstance(energy, (int, float)) and math.isfinite(energy) and energy >= 0:
             energy = entry.energy_base_kwh + float(energy)
-            entry.energy_kwh = energy
+            # a live reading never lowers what was counted; a final figure (maybe the
+            # objective's own) replaces it
+            final = result.get("greentune_status") in FINAL_STATUSES
+            entry.energy_kwh = energy if final else max(entry.energy_kwh, energy)
             iteration = result.get("training_iteration")
             fresh = iteration is None or iteration != entry.timeline_iteration
             if fresh and result.get("greentune_status", "running") == "running":

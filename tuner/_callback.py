@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ray.tune import Callback
 
 from tuner._budget import EnergyLedger, TrialEntry
+from tuner._redact import redact
 from tuner.tracking import StudyTracker
 
 if TYPE_CHECKING:
@@ -48,6 +49,16 @@ class StudyCallback(Callback):
         self.history: dict[str, list[tuple[int, dict[str, float]]]] = {}
         self._last_progress = 0.0
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What Ray pickles into ``tuner.pkl``: no MLflow client, carbon provider or config.
+
+        Those hold credentials (a tracking URI with a password, API tokens); greentune
+        never restores a study from Ray's pickle, it rebuilds them from its own state.
+        """
+        state = self.__dict__.copy()
+        state.update(tracker=None, carbon=None, front_size=None, persist=None)
+        return state
+
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         self.ledger.observe(trial.trial_id, result)
         steps = self.history.setdefault(trial.trial_id, [])
@@ -73,7 +84,7 @@ class StudyCallback(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         error = _error_text(trial)
-        self.record(self.ledger.fail(trial.trial_id, error))
+        self.record(self.ledger.fail(trial.trial_id, redact(error)))
 
     def record(self, entry: TrialEntry) -> None:
         """Log a finished trial once and persist the table, so a crash loses nothing."""

@@ -72,8 +72,10 @@ def open_tracker(config: StudyConfig, output_dir: Path) -> QueuedTracker:
         with fail_fast():
             tracker = StudyTracker(config, output_dir)
     except Exception as exc:  # noqa: BLE001 - any failure here is "cannot track"
+        from tuner._redact import redact
+
         raise TrackingUnavailable(
-            f"MLflow at {config.tracking_uri} is unreachable, so the study did not start: {exc}"
+            redact(f"MLflow at {config.tracking_uri} is unreachable, so the study did not start: {exc}")
         ) from exc
     return QueuedTracker(tracker, output_dir / QUEUE_FILE)
 
@@ -122,6 +124,8 @@ class QueuedTracker:
         self._outage = False
 
     def __getattr__(self, name: str) -> Any:  # run_id, tracking_uri, ui_command, ...
+        if name == "tracker":  # not set yet (a copy being built): no recursion
+            raise AttributeError(name)
         return getattr(self.tracker, name)
 
     def start_study(self, config: StudyConfig) -> str:

@@ -16,6 +16,7 @@ import pandas as pd
 from tuner._atomic import OutputWriteError
 from tuner._budget import BudgetGate, BudgetStopper, EnergyLedger
 from tuner._callback import StudyCallback
+from tuner._redact import protect_study, redact_obj
 from tuner._state import (
     LEDGER_FILE,
     SEARCHER_FILE,
@@ -68,6 +69,7 @@ def tune(
         config, budget_kwh=budget_kwh, max_trials=max_trials, strategy=strategy, seed=seed,
         address=address, output_dir=output_dir,
     )
+    protect_study(cfg.tracking_uri)
     out = cfg.resolved_output_dir
     previous = _previous_study(cfg, out, resume)
     objective = _shippable_objective(cfg)
@@ -90,7 +92,7 @@ def tune(
     else:
         state = {**previous, "resumes": int(previous.get("resumes") or 0) + 1, "resumed_at": time.time()}
         run_id = tracker.resume_study(previous["mlflow_run_id"], state["resumes"])
-    write_json(out / STATE_FILE, state)
+    write_json(out / STATE_FILE, redact_obj(state))
     _ensure_ray(cfg.address)
     ledger = EnergyLedger(cfg.budget_kwh, driver_watts_per_core(cfg.energy), cfg.metric,
                           lambda: searcher.cpu_seconds, cfg.energy.report_interval_s,
@@ -326,7 +328,7 @@ def _finish(result: TuneResult, tracker: Any, out: Path) -> None:
                   "finish_reason": result.finish_reason,
                   "config": _config_dump(result.config) if result.config is not None else None})
     try:
-        write_json(out / STATE_FILE, state)  # what `greentune report DIR` rebuilds from
+        write_json(out / STATE_FILE, redact_obj(state))  # what `greentune report DIR` rebuilds from
     except OutputWriteError as exc:
         exc.result = result
         tracker.finish_study(result, [out / TRIALS_FILE])
@@ -356,7 +358,7 @@ def trials_frame(ledger: EnergyLedger, param_names: list[str], metric: str) -> p
             **{k: v for k, v in entry.metrics.items() if k != metric},
             ENERGY_METRIC: entry.energy_kwh,
             "n_reports": info.pop("greentune_epochs", None),  # tuner.report() calls
-            "error": info.pop("greentune_error", None),
+            "error": redact_obj(info.pop("greentune_error", None)),
             **info,
             "mlflow_run_id": entry.mlflow_run_id or None,
         })

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tuner._redact import redact
 from tuner.config import ENERGY_METRIC, EnergySettings
 from tuner.energy import Measurement, make_meter
 
@@ -71,7 +72,11 @@ def report(checkpoint: Any = None, **metrics: float) -> None:
         return
     if checkpoint is not None:  # pickled now: the objective may change the object later
         session.events.put(("checkpoint", pickle.dumps(checkpoint)))
-    session.events.put(("report", _as_floats(metrics)))
+    values = _as_floats(metrics)
+    bad = [k for k, v in values.items() if not math.isfinite(v)]
+    if bad:  # fail the trial now: a NaN must not reach the stopper, Ax or the front
+        raise ValueError(f"tuner.report: metric '{bad[0]}' is not finite ({values[bad[0]]})")
+    session.events.put(("report", values))
 
 
 def get_checkpoint() -> Any:
@@ -246,7 +251,7 @@ def _final_record(
         record["greentune_status"] = "completed"
     except _TrialFailure as exc:
         record["greentune_status"] = "failed"
-        record["greentune_error"] = str(exc)[:4000]
+        record["greentune_error"] = redact(str(exc))[:4000]  # this process's secrets
     record.update(energy.as_record())
     return record
 
@@ -259,7 +264,10 @@ def _check_metrics(returned: Any, latest: dict[str, float], metric: str) -> dict
     if returned is None:
         returned = {}
     if not isinstance(returned, Mapping):
-        raise _TrialFailure(f"objective must return a dict of metrics, got {type(returned).__name__}")
+        raise _TrialFailure(
+            f"objective must return a dict of metrics such as {{'{metric}': 0.9}}, got "
+            f"{type(returned).__name__} {_short(returned)}"
+        )
     try:
         metrics = {**latest, **_as_floats(returned)}
     except (TypeError, ValueError) as exc:
@@ -280,6 +288,15 @@ def _as_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
     out = {}
     for key, value in metrics.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
-            raise TypeError(f"metric '{key}' must be a number, got {type(value).__name__}")
-        out[str(key)] = float(value)
+            raise TypeError(f"metric '{key}' must be a number, got {type(value).__name__} {_short(value)}")
+        try:
+            out[str(key)] = float(value)
+        except (TypeError, ValueError) as exc:  # e.g. a many-element array
+            raise TypeError(f"metric '{key}' must be a number, got {type(value).__name__}: {exc}") from None
     return out
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` cut to a length fit for an error message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
 
+from tuner._redact import install_log_redaction, redact
 from tuner.carbon.cli import add_commands as add_carbon_commands
 from tuner.carbon.cli import run as run_carbon
 from tuner.config import ConfigError
@@ -40,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     flush.add_argument("output_dir", help="the study's output directory")
     flush.set_defaults(handler=_flush)
     args = parser.parse_args(argv)
+    install_log_redaction()
     return args.handler(args)
 
 
@@ -59,16 +62,24 @@ def _run(args: argparse.Namespace) -> int:
             resume=args.resume,
         )
     except ConfigError as exc:
-        print(f"greentune: {exc}", file=sys.stderr)
+        print(f"greentune: {one_line(exc)}", file=sys.stderr)
         return 2
+    except Exception:  # noqa: BLE001 - a real failure keeps its traceback, secrets masked
+        print(redact(traceback.format_exc()), file=sys.stderr, end="")
+        return 1
     print("\nPareto front (metric vs energy per trial; * marks the knee):")
     print(result.front_table())
     if args.quiet:  # otherwise tune() has already printed the summary with the progress
         print()
         print(result.summary())
     print(f"\ntrials table: {result.output_dir / 'trials.csv'}")
-    print(f"MLflow run {result.mlflow_run_id}; open it with:\n  mlflow ui --backend-store-uri {result.tracking_uri}")
+    print(f"MLflow run {result.mlflow_run_id}; open it with:\n  mlflow ui --backend-store-uri {redact(str(result.tracking_uri))}")
     return 0
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line with secrets masked: what a terminal or CI log should show."""
+    return redact(" ".join(str(exc).split()))
 
 
 def _flush(args: argparse.Namespace) -> int:
@@ -84,7 +95,7 @@ def _flush(args: argparse.Namespace) -> int:
     try:
         left, written = flush_output_dir(out)
     except Exception as exc:  # noqa: BLE001 - the server is still down: say so, keep the queue
-        print(f"greentune: could not reach MLflow ({str(exc).splitlines()[0][:300]}); "
+        print(f"greentune: could not reach MLflow ({one_line(exc)[:300]}); "
               f"{out / QUEUE_FILE} is kept", file=sys.stderr)
         return 1
     print(f"flushed {written} record(s) to MLflow; {left} still queued")

@@ -12,6 +12,7 @@ import importlib
 import math
 import os
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -44,7 +45,9 @@ class ConfigError(ValueError):
 class _Strict(BaseModel):
     """Base model that rejects unknown keys and suggests the nearest valid one."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    # allow_inf_nan=False: a NaN or infinite number (budget, PUE, watts, price...) is
+    # always a mistake, and NaN slips through every ``ge``/``gt`` bound.
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -122,7 +125,12 @@ class Fixed(_Strict):
 Parameter = Annotated[FloatRange | IntRange | Choice | Fixed, Field(discriminator="type")]
 
 
+_MAX_INT_BOUND = 2**53  # integers beyond this are not exact as floats, which the optimiser uses
+
+
 def _check_range(low: float, high: float, log: bool) -> None:
+    if isinstance(low, int) and isinstance(high, int) and max(abs(low), abs(high)) > _MAX_INT_BOUND:
+        raise ValueError(f"int bounds must lie within +/-2**53, got low={low:.3g}, high={high:.3g}")
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError("low and high must be finite")
     if low >= high:
@@ -276,10 +284,28 @@ def parse_duration(text: str, field: str) -> float:
     try:
         seconds = pd.Timedelta(text).total_seconds()
     except (ValueError, TypeError):
+        if _is_timestamp(text):
+            raise ValueError(
+                f"{field}: '{text}' is a timestamp; give a duration from the study start "
+                "instead, e.g. 24h"
+            ) from None
         raise ValueError(f"{field}: '{text}' is not a duration; write e.g. 90min, 2h or 24h") from None
     if not seconds > 0:
-        raise ValueError(f"{field}: must be a positive duration, got '{text}'")
+        raise ValueError(
+            f"{field}: must be a positive duration from the study start, got '{text}' "
+            "(a deadline at or before the start is already past)"
+        )
     return seconds
+
+
+def _is_timestamp(text: str) -> bool:
+    import pandas as pd
+
+    try:
+        pd.Timestamp(text)
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 class ReportSettings(_Strict):
@@ -321,7 +347,7 @@ class StudyConfig(_Strict):
     output_dir: Path | None = None
     mlflow: MlflowSettings = MlflowSettings()
     energy: EnergySettings = EnergySettings()
-    pue: float = Field(1.0, ge=1.0)
+    pue: float = 1.0
     carbon: CarbonSettings = CarbonSettings()
     address: str | None = None
     report: ReportSettings = ReportSettings()
@@ -360,6 +386,17 @@ class StudyConfig(_Strict):
             raise ValueError(f"budget_kwh must be a positive number of kWh, got {value}")
         return value
 
+    @field_validator("pue")
+    @classmethod
+    def _check_pue(cls, value: float) -> float:
+        # PUE = facility energy / IT energy, so below 1 the facility would make energy.
+        if value < 1:
+            raise ValueError(
+                f"pue must be >= 1 (facility energy / IT energy; 1.0 = no cooling or "
+                f"power-delivery overhead), got {value}"
+            )
+        return value
+
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str | None) -> str | None:
@@ -388,6 +425,26 @@ class StudyConfig(_Strict):
         low, high = self.power_limit_range_w or (0.0, 0.0)
         if not low > 0:
             raise ValueError(f"search_space.{POWER_LIMIT_PARAM} must hold positive numbers of watts")
+        return self
+
+    @model_validator(mode="after")
+    def _check_grid_size(self) -> StudyConfig:
+        if self.strategy != "grid":
+            return self
+        points = grid_points(self)
+        if points > MAX_GRID_POINTS:
+            raise ValueError(
+                f"strategy grid: {points:.3g} grid points cannot be enumerated (limit "
+                f"{MAX_GRID_POINTS:,}); lower grid_resolution, use fewer choices, or use bo/random"
+            )
+        if points > LARGE_GRID_POINTS or (self.max_trials is not None and points > self.max_trials):
+            limit = f"max_trials is {self.max_trials}" if self.max_trials else "the budget decides"
+            warnings.warn(
+                f"strategy grid has {points:,} grid points ({limit}); only a random sample of the "
+                "grid will run. Lower grid_resolution or use strategy bo/random.",
+                GridSizeWarning,
+                stacklevel=2,
+            )
         return self
 
     # ----------------------------------------------------------------- derived values
@@ -442,6 +499,26 @@ class StudyConfig(_Strict):
 
 
 _NOT_FIXED = object()
+
+LARGE_GRID_POINTS = 10_000  # warn above this many grid points
+MAX_GRID_POINTS = 10_000_000  # the grid searcher holds every point in memory
+
+
+class GridSizeWarning(UserWarning):
+    """A grid study has more points than will run (or than is sensible)."""
+
+
+def grid_points(config: StudyConfig) -> int:
+    """How many points the grid searcher enumerates (an upper bound for log-spaced ints)."""
+    total = 1
+    for param in config.tunable.values():
+        if isinstance(param, Choice):
+            total *= len(param.values)
+        elif isinstance(param, IntRange):
+            total *= min(config.grid_resolution, param.high - param.low + 1)
+        else:
+            total *= config.grid_resolution
+    return total
 
 
 def _fixed_value(param: Any) -> Any:
@@ -500,12 +577,59 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"study file '{path}' does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"study file '{path}' cannot be read: {exc}") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKeyError as exc:
+        raise ConfigError(f"study file '{path}': {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"study file '{path}' is not valid YAML: {exc}") from None
+        raise ConfigError(f"study file '{path}' is not valid YAML{_yaml_where(exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"study file '{path}' must hold a mapping of config keys")
     return data
+
+
+class _DuplicateKeyError(yaml.YAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key repeated in one mapping is an error.
+
+    Plain ``safe_load`` keeps the last value silently, so a parameter defined twice
+    (or a budget given twice) would quietly lose one of them.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key; the base class reports it
+                continue
+            if first is not None:
+                raise _DuplicateKeyError(
+                    f"duplicate key '{key}' at line {line} (first at line {first}); "
+                    "each key (and each search_space parameter) may appear once"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_where(exc: yaml.YAMLError) -> str:
+    """`` at line L, column C: problem`` on one line, from a PyYAML error."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = " ".join(p for p in (exc.context, exc.problem) if p)
+        return f"{where}: {what}"
+    return f": {' '.join(str(exc).split())}"
 
 
 def _describe(exc: ValidationError) -> str:

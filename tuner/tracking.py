@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuner._redact import redact, redact_obj
 from tuner.config import ENERGY_METRIC
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ class StudyTracker:
         error = entry.info.get("greentune_error")
         if error:
             tags["greentune.error"] = str(error)[:_MAX_TAG]
-        run = self.client.create_run(self.experiment_id, run_name=f"trial-{entry.trial_id}", tags=tags)
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{entry.trial_id}", tags=redact_obj(tags))
         run_id = run.info.run_id
         self._log_params(run_id, entry.params)
         now = int(time.time() * 1000)
@@ -125,7 +126,7 @@ class StudyTracker:
         for step, values in history:
             self._log_metrics(run_id, values, now, step=step)
         if error:
-            self.client.log_text(run_id, str(error), "error.txt")
+            self.client.log_text(run_id, redact(str(error)), "error.txt")
         self.client.set_terminated(run_id, status=_MLFLOW_STATUS.get(entry.status, "KILLED"))
         return run_id
 
@@ -146,7 +147,7 @@ class StudyTracker:
         self._log_metrics(self.run_id, metrics, int(time.time() * 1000))
         for key, value in carbon.items():
             if isinstance(value, str):
-                self.client.set_tag(self.run_id, f"greentune.{key}", value[:_MAX_TAG])
+                self.client.set_tag(self.run_id, f"greentune.{key}", redact(value)[:_MAX_TAG])
         if result.finish_reason:
             self.client.set_tag(self.run_id, "greentune.finish_reason", result.finish_reason)
         for path in artifacts:
@@ -155,17 +156,17 @@ class StudyTracker:
 
     def fail_study(self, error: str) -> None:
         if self.run_id:
-            self.client.set_tag(self.run_id, "greentune.error", error[:_MAX_TAG])
+            self.client.set_tag(self.run_id, "greentune.error", redact(error)[:_MAX_TAG])
             self.client.set_terminated(self.run_id, status="FAILED")
 
     @property
     def ui_command(self) -> str:
-        return f"mlflow ui --backend-store-uri {self.tracking_uri}"
+        return f"mlflow ui --backend-store-uri {redact(self.tracking_uri)}"
 
     def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
-        batch = [Param(str(k), str(v)[:6000]) for k, v in params.items()]
+        batch = [Param(str(k), redact(str(v))[:6000]) for k, v in params.items()]
         if batch:
             self.client.log_batch(run_id, params=batch)
 
@@ -185,4 +186,4 @@ def _config_dump(config: StudyConfig) -> dict[str, Any]:
     data = config.model_dump(mode="json", exclude={"objective"})
     objective = config.objective
     data["objective"] = objective if isinstance(objective, str) else f"{objective.__module__}:{objective.__qualname__}"
-    return data
+    return redact_obj(data)

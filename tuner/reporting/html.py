@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from tuner._redact import redact
 from tuner.config import ENERGY_METRIC
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def render_report(result: TuneResult, artifacts: dict[str, Path], tag: PriceTag,
              f"<h1>greentune report: {esc(name)}</h1>",
              f"<p>{esc(result.summary()).replace(chr(10), '<br>')}</p>"]
     if result.mlflow_run_id:
-        parts.append(f"<p>MLflow run <code>{esc(result.mlflow_run_id)}</code> at <code>{esc(str(result.tracking_uri))}</code></p>")
+        parts.append(f"<p>MLflow run <code>{esc(result.mlflow_run_id)}</code> at <code>{esc(redact(str(result.tracking_uri)))}</code></p>")
 
     parts.append("<h2>Price tag</h2><table>")
     parts += [f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in tag.lines()]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,7 +49,10 @@ def outcome_from_result(result: dict[str, Any] | None, metric: str, error: bool)
         return Outcome("failed", error=(result or {}).get("greentune_error"))
     status = result.get("greentune_status")
     if status == "completed":
-        return Outcome("completed", float(result[metric]), float(result[ENERGY_METRIC]))
+        value, energy = float(result[metric]), float(result[ENERGY_METRIC])
+        if not (math.isfinite(value) and math.isfinite(energy)):  # never tell the model a NaN
+            return Outcome("failed", error=f"metric '{metric}' or energy is not finite ({value}, {energy})")
+        return Outcome("completed", value, energy)
     if status == "failed":
         return Outcome("failed", error=result.get("greentune_error"))
     return Outcome("stopped")
