@@ -49,10 +49,23 @@ def ticketed(params: dict) -> dict:
     return {"accuracy": float(params["x"]), "ticket": float(number)}
 
 
+def _take_ticket(control: Path) -> int:
+    number = 0
+    while True:
+        try:
+            os.close(os.open(control / f"ticket-{number}", os.O_CREAT | os.O_EXCL))
+            return number
+        except FileExistsError:
+            number += 1
+
+
 def fills_disk(params: dict) -> dict:
-    """For ``x`` == 0.5, fills the file system of ``params['fill']`` to the last byte, then returns."""
+    """The second trial to start fills the file system of ``params['fill']`` to the last byte.
+
+    Tickets live in ``params['control']``, on another file system.
+    """
     _burn(0.1)
-    if abs(params["x"] - 0.5) < 1e-9:
+    if _take_ticket(Path(params["control"])) == 1:
         with open(params["fill"], "wb", buffering=0) as handle:
             chunk = b"\0" * 4096
             try:

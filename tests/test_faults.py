@@ -231,12 +231,13 @@ import json, sys
 import ray, tuner
 from tuner._atomic import OutputWriteError
 
-out, uri = sys.argv[1], sys.argv[2]
+out, uri, control = sys.argv[1], sys.argv[2], sys.argv[3]
 ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR")
 report = {"error": None}
 try:
     tuner.tune({"objective": "tests.fault_objectives:fills_disk",
-                "search_space": {"x": {"type": "float", "low": 0.0, "high": 1.0}, "fill": out + "/filler"},
+                "search_space": {"x": {"type": "float", "low": 0.0, "high": 1.0}, "fill": out + "/filler",
+                                 "control": control},
                 "strategy": "grid", "grid_resolution": 3, "max_concurrent_trials": 1,
                 "output_dir": out, "mlflow": {"tracking_uri": uri}}, budget_kwh=1.0, progress=False)
 except OutputWriteError as exc:
@@ -254,7 +255,7 @@ print("REPORT " + json.dumps(report, default=str), flush=True)
 
 
 def test_disk_full_is_a_clear_error_and_leaves_consistent_files(tmp_path: Path):
-    """A real full file system: a 1 MB tmpfs in a private mount namespace, filled by a trial."""
+    """A real full file system: a 1 MB tmpfs in a private mount namespace, filled by the second trial."""
     import errno
     import os
     import shutil
@@ -267,7 +268,9 @@ def test_disk_full_is_a_clear_error_and_leaves_consistent_files(tmp_path: Path):
     out.mkdir()
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # MLflow on a disk that has room
     mount = f"mount -t tmpfs -o size=1m tmpfs {out}"
-    shell = f'{mount} && exec "$0" -c "$1" {out} {uri}'
+    control = tmp_path / "control"
+    control.mkdir()
+    shell = f'{mount} && exec "$0" -c "$1" {out} {uri} {control}'
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.run(
