@@ -116,6 +116,17 @@ def test_ledger_adds_up_the_runs_of_a_paused_trial():
     assert entry.info["cpu_time_s"] == pytest.approx(2.5)
     assert entry.segments == 2
     assert [e for _, e in entry.energy_timeline] == sorted(e for _, e in entry.energy_timeline)
+    assert [t for t, _ in entry.energy_timeline] == sorted(t for t, _ in entry.energy_timeline)
+
+
+def test_a_pause_booked_by_the_scheduler_holds_until_the_trial_runs_again():
+    ledger = EnergyLedger(1.0, 10.0, "accuracy")
+    ledger.start("t", {})
+    result = {"energy_kwh": 1e-6, "greentune_segment": "a", "training_iteration": 1}
+    ledger.observe("t", result)  # the budget stopper's look at the result
+    ledger.entries["t"].status = "paused"  # the scheduler answers PAUSE
+    assert ledger.observe("t", result).status == "paused"  # the callback's look does not undo it
+    assert not ledger.entries["t"].final and ledger.running()
 
 
 @pytest.mark.ray

@@ -180,3 +180,56 @@ def test_ax_state_is_restored_and_reconciled_with_the_ledger(tmp_path: Path):
     keys = {tuple(p[n] for n in space) for p, _ in history[:5]}
     assert tuple(nxt[n] for n in space) not in keys
     assert all(math.isfinite(v) for v in nxt.values())
+
+
+def test_a_damaged_ax_snapshot_is_rebuilt_from_the_ledger(tmp_path: Path):
+    from tuner.config import FloatRange
+    from tuner.search.ax_searcher import AxSearcher
+
+    space = {"lr": FloatRange(type="float", low=1e-4, high=1e-1, log=True)}
+    history = [({"lr": 10 ** -(i + 1)}, Outcome("completed", i / 10, 1e-4)) for i in range(3)]
+    (tmp_path / "searcher.json").write_text("")  # what a power cut mid-write could leave
+    searcher = AxSearcher(space, seed=0, initial_trials=2)
+    searcher.resume(history, tmp_path / "searcher.json")
+    trials = searcher.client._experiment.trials  # noqa: SLF001
+    assert sum(t.status.is_completed for t in trials.values()) == 3
+
+
+def test_interrupted_trials_do_not_use_up_max_trials_and_a_fired_budget_stop_holds():
+    from tuner._budget import BudgetGate, EnergyLedger
+    from tuner.config import FloatRange
+    from tuner.search import GridSearcher
+
+    ledger = EnergyLedger(1.0, 10.0, "accuracy")
+    ledger.restore({"overhead_kwh": 1e-6, "stopped_at": None, "entries": [
+        {"trial_id": "a", "params": {"x": 0.0}, "status": "completed", "energy_kwh": 1e-5,
+         "metrics": {"accuracy": 0.1}},
+        {"trial_id": "b", "params": {"x": 1.0}, "status": "running", "energy_kwh": 2e-6},
+    ]})
+    ledger.interrupt_unfinished("driver died")
+    assert ledger.n_trials == 1 and ledger.total_kwh == pytest.approx(1e-5 + 2e-6 + 1e-6)
+    grid = GridSearcher({"x": FloatRange(type="float", low=0.0, high=1.0)}, seed=0, resolution=2)
+    grid.resume([({"x": 0.0}, Outcome("completed", 0.1, 1e-5)), ({"x": 1.0}, Outcome("stopped"))])
+    gate = BudgetGate(grid, ledger, max_trials=2)
+    assert gate.suggest("c") == {"x": 1.0}  # the interrupted point runs again, within the cap
+    stopped = EnergyLedger(1.0, 10.0, "accuracy")
+    stopped.restore({**ledger.to_json(), "stopped_at": 123.0})
+    assert not stopped.can_start_trial()
+
+
+def test_resume_refuses_when_the_ledger_is_gone_but_trials_were_recorded(tmp_path: Path):
+    import tuner
+    from tuner.config import ConfigError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    config = {"objective": "tests.objectives_for_tests:quadratic", "budget_kwh": 1.0, "output_dir": out,
+              "search_space": {"x": {"type": "float", "low": 0.0, "high": 1.0}}}
+    from tuner.tracking import _config_dump
+
+    cfg = tuner.load_config(config)
+    (out / "study.json").write_text(json.dumps({"name": "s", "mlflow_run_id": "", "config": _config_dump(cfg),
+                                                "tracking_uri": cfg.tracking_uri, "started_at": 0}))
+    (out / "trials.csv").write_text("trial_id,status\na,completed\n")
+    with pytest.raises(ConfigError, match="ledger.json is missing"):
+        tuner.tune(config, resume=True, progress=False)

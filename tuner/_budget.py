@@ -115,6 +115,9 @@ class EnergyLedger:
         if segment is not None and segment != entry.segment:
             if entry.segment is not None:  # restarted after a pause: keep what the last run spent
                 entry.energy_base_kwh = entry.energy_kwh
+                # nothing was spent while paused: the restarted run's energy starts from here
+                entry.energy_timeline.append((now - float(result.get("time_this_iter_s") or 0.0),
+                                              entry.energy_kwh))
                 entry.info_base = {k: float(v) for k, v in entry.info.items() if _additive(k, v)}
             entry.segment = segment
             entry.segments += 1
@@ -134,7 +137,8 @@ class EnergyLedger:
         status = result.get("greentune_status", "running")
         if self.metric in result:
             entry.metrics[self.metric] = float(result[self.metric])
-        entry.status = status
+        if not (entry.status == "paused" and status == "running"):  # a pause booked by the scheduler holds
+            entry.status = status
         if status in FINAL_STATUSES:
             entry.ended_at = now
             entry.metrics.update(_numeric_metrics(result))
@@ -149,15 +153,19 @@ class EnergyLedger:
             entry.ended_at = time.time()
         return entry
 
+    def stop(self, trial_id: str) -> TrialEntry | None:
+        """Ray stopped this trial before its final report (budget or early stopping):
+        close it now, so that its row and MLflow run are written at once. Its energy stays."""
+        entry = self.entries.get(trial_id)
+        if entry is not None and not entry.final:
+            entry.status = "stopped_by_budget" if self.stopped_at else "stopped"
+            entry.ended_at = time.time()
+            return entry
+        return None
+
     def close_unfinished(self) -> list[TrialEntry]:
         """Mark trials Ray stopped before their final report; their energy stays counted."""
-        closed = []
-        for entry in self.entries.values():
-            if not entry.final:
-                entry.status = "stopped_by_budget" if self.stopped_at else "stopped"
-                entry.ended_at = time.time()
-                closed.append(entry)
-        return closed
+        return [e for e in (self.stop(t) for t in list(self.entries)) if e is not None]
 
     def interrupt_unfinished(self, reason: str) -> list[TrialEntry]:
         """Close trials an earlier driver left running when it died: ``interrupted``.
@@ -188,6 +196,7 @@ class EnergyLedger:
         """Take the books of an earlier driver of the same study (see :meth:`to_json`)."""
         self.entries = {e["trial_id"]: TrialEntry.from_json(e) for e in data.get("entries", [])}
         self.carried_overhead_kwh = float(data.get("overhead_kwh") or 0.0)
+        self.stopped_at = data.get("stopped_at")  # a budget stop that had fired stays fired
 
     # ------------------------------------------------------------------ questions
 
@@ -252,6 +261,12 @@ class EnergyLedger:
         )
         return committed + self.overhead_kwh + choosing + expected <= self.budget_kwh
 
+    @property
+    def n_trials(self) -> int:
+        """Trials that count towards ``max_trials``: all but those a dead driver interrupted
+        (they run again, so that the cap buys the trials it promises)."""
+        return sum(e.status != "interrupted" for e in self.entries.values())
+
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for entry in self.entries.values():
@@ -301,7 +316,7 @@ class BudgetGate(Searcher):
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        if self.max_trials is not None and len(self.ledger.entries) >= self.max_trials:
+        if self.max_trials is not None and self.ledger.n_trials >= self.max_trials:
             return self._finish("max_trials reached")
         if not self.ledger.can_start_trial():
             if self.ledger.running():

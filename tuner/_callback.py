@@ -79,6 +79,8 @@ class StudyCallback(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         entry = self.ledger.entries.get(trial.trial_id)
+        if entry is not None and not entry.final:
+            entry = self.ledger.stop(trial.trial_id)  # ended by a stopper, without a final report
         if entry is not None and entry.final:
             self.record(entry)
 

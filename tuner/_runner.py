@@ -118,11 +118,12 @@ def tune(
         write_json(out / LEDGER_FILE, ledger.to_json())
 
     def persist() -> None:
-        """After every finished trial: the optimiser, then the ledger, then the table."""
+        """After every finished trial: the ledger first (it holds the MLflow run id just
+        logged), then the optimiser (a resume reconciles it with the ledger), then the table."""
+        save_ledger()
         start = time.process_time()
         searcher.save_state(out / SEARCHER_FILE)
         searcher.cpu_seconds += time.process_time() - start  # the optimiser's upkeep is overhead too
-        save_ledger()
         write_csv(table(), out / TRIALS_FILE)
 
     from tuner.carbon.wiring import gate_report, gate_searcher, pause_scheduler, utc
@@ -201,6 +202,9 @@ def _previous_study(cfg: StudyConfig, out: Path, resume: bool) -> dict[str, Any]
     if not path.exists():
         raise ConfigError(f"nothing to resume: '{out}' holds no study ({STATE_FILE} missing)")
     state = read_json(path)
+    if (out / TRIALS_FILE).exists() and not (out / LEDGER_FILE).exists():
+        raise ConfigError(f"cannot resume '{out}': {LEDGER_FILE} is missing but trials were recorded; "
+                          "resuming would count their energy again")
     if state.get("finished_at"):
         raise ConfigError(f"the study in '{out}' already finished ({state.get('finish_reason')}); nothing to resume")
     before = state.get("config") or {}
@@ -238,8 +242,14 @@ def _outcome(entry: Any, metric: str) -> Outcome:
 
 def _record_restored(ledger: EnergyLedger, callback: StudyCallback, interrupted: list[Any], progress: bool) -> None:
     """Log what the dead driver could not: interrupted trials, and finished ones not yet in MLflow."""
+    from tuner._mlflow_queue import _drop_partial_child
+
     for entry in ledger.entries.values():
         if entry.final and entry.mlflow_run_id is None:
+            try:  # the dead driver may have logged the run but not yet booked its id
+                _drop_partial_child(callback.tracker, entry.trial_id)  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - MLflow down: the queue takes the record
+                logger.warning("could not check MLflow for an earlier run of trial %s: %s", entry.trial_id, exc)
             callback.record(entry)
     if progress:
         counts = ledger.counts()

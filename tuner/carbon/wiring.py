@@ -100,7 +100,7 @@ def trials_left(ledger: EnergyLedger, max_trials: int | None) -> int | None:
     budget (at the median completed trial's energy) allow; ``None`` when neither says."""
     limits = []
     if max_trials is not None:
-        limits.append(max_trials - len(ledger.entries))
+        limits.append(max_trials - ledger.n_trials)
     expected = ledger.expected_trial_kwh
     if expected:
         limits.append(math.floor(max(ledger.budget_kwh - ledger.total_kwh, 0.0) / expected))

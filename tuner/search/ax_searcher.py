@@ -215,6 +215,8 @@ class AxSearcher(GreentuneSearcher):
         """Ax's snapshot, written beside ``path`` and renamed over it: never half-written."""
         tmp = path.with_name(path.name + ".tmp")
         self.client.save_to_json_file(str(tmp))
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())  # on disk before the rename, so a power cut leaves one or the other
         os.replace(tmp, path)
         return True
 
@@ -229,7 +231,12 @@ class AxSearcher(GreentuneSearcher):
         if state is not None and state.exists():
             from ax import Client
 
-            self.client = Client.load_from_json_file(str(state))
+            try:
+                self.client = Client.load_from_json_file(str(state))
+            except Exception as exc:  # noqa: BLE001 - the ledger's history can rebuild what Ax knew
+                logging.getLogger("tuner").warning(
+                    "could not load the Ax snapshot %s (%s: %s); rebuilding Ax from the ledger's history",
+                    state, type(exc).__name__, exc)
         done: set[tuple] = set()
         still_open: dict[tuple, list[int]] = {}
         for index, trial in self.client._experiment.trials.items():  # noqa: SLF001 - no public listing
