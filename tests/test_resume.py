@@ -233,3 +233,19 @@ def test_resume_refuses_when_the_ledger_is_gone_but_trials_were_recorded(tmp_pat
     (out / "trials.csv").write_text("trial_id,status\na,completed\n")
     with pytest.raises(ConfigError, match="ledger.json is missing"):
         tuner.tune(config, resume=True, progress=False)
+
+
+def test_an_abandoned_repeat_does_not_hide_the_running_original_from_ax(tmp_path: Path):
+    from tuner.config import FloatRange
+    from tuner.search.ax_searcher import AxSearcher
+
+    space = {"lr": FloatRange(type="float", low=1e-4, high=1e-1, log=True)}
+    first = AxSearcher(space, seed=0, initial_trials=2)
+    running = first.ask()  # in flight when the snapshot is taken ...
+    repeat = first.client.attach_trial(parameters=dict(running))
+    first.client.mark_trial_abandoned(repeat)  # ... and a repeat of it was set aside
+    first.save_state(tmp_path / "searcher.json")
+    second = AxSearcher(space, seed=0, initial_trials=2)
+    second.resume([(running, Outcome("completed", 0.5, 1e-4))], tmp_path / "searcher.json")
+    trials = second.client._experiment.trials  # noqa: SLF001
+    assert sum(t.status.is_completed for t in trials.values()) == 1

@@ -241,9 +241,9 @@ class AxSearcher(GreentuneSearcher):
         still_open: dict[tuple, list[int]] = {}
         for index, trial in self.client._experiment.trials.items():  # noqa: SLF001 - no public listing
             key = self._key({k: _plain(v) for k, v in trial.arm.parameters.items()})  # type: ignore[attr-defined]
-            if trial.status.is_terminal:
+            if trial.status.is_completed or trial.status.is_failed:
                 done.add(key)
-            else:
+            elif not trial.status.is_terminal:  # abandoned proposals (repeats) tell nothing
                 still_open.setdefault(key, []).append(index)
         for params, outcome in history:
             plain = {name: params.get(name) for name in self.space}
