@@ -218,7 +218,7 @@ def replay(tracker: StudyTracker, queue: DiskQueue) -> tuple[int, int]:
     for record in records:
         try:
             if record["kind"] == "trial":
-                _drop_partial_child(tracker, record["entry"]["trial_id"])
+                drop_partial_child(tracker, record["entry"]["trial_id"])
             apply(tracker, record)
         except Exception as exc:  # noqa: BLE001 - keep it queued, or set it aside if refused
             if is_transient(exc):
@@ -245,7 +245,7 @@ def flush_output_dir(output_dir: Path) -> tuple[int, int]:
         return replay(tracker, DiskQueue(output_dir / QUEUE_FILE))
 
 
-def _drop_partial_child(tracker: StudyTracker, trial_id: str) -> None:
+def drop_partial_child(tracker: StudyTracker, trial_id: str) -> None:
     """Delete a child run an interrupted attempt left for this trial, so it is logged once."""
     runs = tracker.client.search_runs(
         [tracker.experiment_id],

@@ -242,12 +242,12 @@ def _outcome(entry: Any, metric: str) -> Outcome:
 
 def _record_restored(ledger: EnergyLedger, callback: StudyCallback, interrupted: list[Any], progress: bool) -> None:
     """Log what the dead driver could not: interrupted trials, and finished ones not yet in MLflow."""
-    from tuner._mlflow_queue import _drop_partial_child
+    from tuner._mlflow_queue import drop_partial_child
 
     for entry in ledger.entries.values():
         if entry.final and entry.mlflow_run_id is None:
             try:  # the dead driver may have logged the run but not yet booked its id
-                _drop_partial_child(callback.tracker, entry.trial_id)  # type: ignore[arg-type]
+                drop_partial_child(callback.tracker, entry.trial_id)  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001 - MLflow down: the queue takes the record
                 logger.warning("could not check MLflow for an earlier run of trial %s: %s", entry.trial_id, exc)
             callback.record(entry)

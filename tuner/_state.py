@@ -23,18 +23,14 @@ SEARCHER_FILE = "searcher.json"
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    """``data`` as JSON at ``path``: a temporary file renamed over it, never half-written."""
-    _replace(path, lambda handle: handle.write(json.dumps(data, indent=2, default=str)))
+    """``data`` as JSON at ``path``, never half-written (a full disk raises ``OutputWriteError``)."""
+    atomic_write(path, lambda handle: handle.write(json.dumps(data, indent=2, default=str)))
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
-    _replace(path, lambda handle: frame.to_csv(handle, index=False))
+    atomic_write(path, lambda handle: frame.to_csv(handle, index=False))
 
 
 def read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
-
-def _replace(path: Path, write: Any) -> None:
-    """All or nothing; a full disk raises :class:`OutputWriteError` naming ``path``."""
-    atomic_write(path, write)

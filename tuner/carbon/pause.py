@@ -90,11 +90,10 @@ class CarbonPauseScheduler(FIFOScheduler):
     def dirty(self, now: datetime | None = None) -> bool:
         """Whether running trials should be paused now."""
         now = now or self.clock()
-        if self._released(now):
+        if self.released_reason is not None:
             return False
-        if self._answer is not None and now - self._answer[0] < self.check_every:
-            return self._answer[1]
-        self._answer = (now, self._read_dirty(now))
+        if self._answer is None or now - self._answer[0] >= self.check_every:
+            self._answer = (now, not self._released(now) and self._read_dirty(now))
         return self._answer[1]
 
     def _read_dirty(self, now: datetime) -> bool:
@@ -108,8 +107,6 @@ class CarbonPauseScheduler(FIFOScheduler):
         return math.isfinite(intensity) and intensity > level
 
     def _released(self, now: datetime) -> bool:
-        if self.released_reason is not None:
-            return True
         estimate = self.work()
         left = (self.assumed_work if estimate is None else estimate) + self._one_trial()
         if now >= self.deadline - left:

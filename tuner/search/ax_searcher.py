@@ -8,9 +8,9 @@ Ax is imported here only, so trial processes never pay for it.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -212,12 +212,11 @@ class AxSearcher(GreentuneSearcher):
         self.client.save_to_json_file(checkpoint_path)
 
     def save_state(self, path: Path) -> bool:
-        """Ax's snapshot, written beside ``path`` and renamed over it: never half-written."""
-        tmp = path.with_name(path.name + ".tmp")
-        self.client.save_to_json_file(str(tmp))
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())  # on disk before the rename, so a power cut leaves one or the other
-        os.replace(tmp, path)
+        """Ax's snapshot (what ``Client.save_to_json_file`` writes), never half-written."""
+        from tuner._atomic import atomic_write
+
+        snapshot = self.client._to_json_snapshot()  # noqa: SLF001 - the body of save_to_json_file (Ax 1.3.1)
+        atomic_write(path, lambda handle: handle.write(json.dumps(snapshot)))
         return True
 
     def resume(self, history: Sequence[tuple[dict[str, Any], Outcome]], state: Path | None = None) -> None:
