@@ -6,9 +6,9 @@ deadline. Schedules compared against starting at once (run-now):
 - oracle: the best contiguous window, by brute force over the trace's own grid (written
   independently of ``plan_start``, so it also checks the planner);
 - perfect: ``plan_start`` on the recorded values as forecast;
-- history: ``plan_start`` on :class:`HistoryForecast` (its default forecaster, fitted on
-  the history before submission only) with the ``--margin`` (default
-  :data:`HISTORY_MIN_SAVING`);
+- history: ``plan_start`` on :class:`HistoryForecast` (``--forecaster``: by default
+  :class:`FittedForecaster`, fitted on the history before submission only) with the
+  ``--margin`` (default :data:`HISTORY_MIN_SAVING`);
 - naive: "yesterday's curve is today's forecast", no margin (the issue's strawman);
 - gate (with ``--gate``): the history policy as :class:`CarbonGate` runs it live, polled
   every 15 minutes on a simulated clock and re-planning hourly with the history so far.
@@ -18,6 +18,7 @@ policy's mean saving over the oracle's. Run::
 
     python benchmarks/carbon_shift.py                         # DE and FR 2020 traces
     python benchmarks/carbon_shift.py --csv my.csv --hours 9,17
+    python benchmarks/carbon_shift.py --months 7-12 --forecaster profile --margin 0.02
 
 The data folder is ``--data-dir``, else ``$GREENTUNE_DATA``, else ``../shared/data``
 relative to the repository.
@@ -38,7 +39,12 @@ import pandas as pd
 from ray.tune.search import Searcher
 
 from tuner.carbon.csvfile import CsvProvider
-from tuner.carbon.forecast import HISTORY_MIN_SAVING, HistoryForecast, ProfileForecaster
+from tuner.carbon.forecast import (
+    HISTORY_MIN_SAVING,
+    FittedForecaster,
+    HistoryForecast,
+    ProfileForecaster,
+)
 from tuner.carbon.gate import CarbonGate
 from tuner.carbon.schedule import SchedulePolicy, plan_start
 from tuner.carbon.series import StepFunction
@@ -47,6 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TRACES = {"DE": ("carbon/ger_ci.csv", (9, 17)), "FR": ("carbon/fr_ci.csv", (9, 0))}
 DEADLINE = timedelta(hours=24)
 SCHEDULES = ("oracle", "perfect", "history", "naive", "gate")
+FORECASTERS = {"fitted": FittedForecaster, "profile": ProfileForecaster}  # history's
 POLL = timedelta(minutes=15)
 REPLAN = timedelta(hours=1)
 
@@ -104,10 +111,11 @@ def oracle_saving(fn: StepFunction, grid: pd.DatetimeIndex, now: pd.Timestamp, w
 
 
 def run_case(name: str, provider: CsvProvider, hour: int, work_h: int, year: int,
-             with_gate: bool, margin: float = HISTORY_MIN_SAVING) -> CaseResult:
+             with_gate: bool, margin: float = HISTORY_MIN_SAVING, forecaster: str = "fitted",
+             months: frozenset[int] = frozenset(range(1, 13))) -> CaseResult:
     fn = StepFunction(provider.values)
     grid = provider.values.index
-    history = HistoryForecast(provider)
+    history = HistoryForecast(provider, FORECASTERS[forecaster]())
     naive = HistoryForecast(provider, ProfileForecaster(days=1, anomaly_hours=0))
     work = timedelta(hours=work_h)
     policies = {"perfect": (provider, SchedulePolicy()),
@@ -116,6 +124,8 @@ def run_case(name: str, provider: CsvProvider, hour: int, work_h: int, year: int
     savings: dict[str, list[float]] = {s: [] for s in SCHEDULES}
     met = total = 0
     for day in pd.date_range(f"{year}-01-01", f"{year}-12-31", freq="D", tz="UTC"):
+        if day.month not in months:
+            continue
         now = day + pd.Timedelta(hours=hour)
         deadline = now + DEADLINE
         run_now, best = oracle_saving(fn, grid, now, work)
@@ -136,7 +146,8 @@ def run_case(name: str, provider: CsvProvider, hour: int, work_h: int, year: int
                       met / total, len(savings["oracle"]))
 
 
-def print_table(results: list[CaseResult], margin: float = HISTORY_MIN_SAVING) -> None:
+def print_table(results: list[CaseResult], margin: float = HISTORY_MIN_SAVING,
+                forecaster: str = "fitted") -> None:
     head = (f"{'trace':<6}{'submit':>7}{'work':>6} {'oracle':>8} {'perfect':>8} {'share':>6} "
             f"{'history':>8} {'share':>6} {'naive':>8} {'gate':>8} {'share':>6} {'deadl.':>7}")
     print(head)
@@ -148,7 +159,7 @@ def print_table(results: list[CaseResult], margin: float = HISTORY_MIN_SAVING) -
               f"{s['naive']:>8.1%} {_pct(s.get('gate', math.nan), 8, 1)} {_pct(r.share('gate'), 6, 0)} "
               f"{r.deadline_met:>7.0%}")
     print(f"\n{len(results)} cases x {results[0].days} days; savings are CO2 vs run-now "
-          f"(mean of daily ratios); history margin {margin:.0%}.")
+          f"(mean of daily ratios); history: {forecaster} forecaster, margin {margin:.0%}.")
     n = len(results)
     goals = [
         ("perfect forecast >= 90% of oracle", sum(r.share("perfect") >= 0.9 for r in results)),
@@ -175,7 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--margin", type=float, default=HISTORY_MIN_SAVING,
                         help="min_saving the history policy must see before waiting "
                              f"(default HISTORY_MIN_SAVING = {HISTORY_MIN_SAVING:g})")
+    parser.add_argument("--forecaster", choices=sorted(FORECASTERS), default="fitted",
+                        help="history forecaster: fitted carry-over (default) or the fixed-fade "
+                             "profile")
+    parser.add_argument("--months", default="1-12",
+                        help="months of --year to replay, e.g. 1-6 or 7-12 (a held-out half)")
     args = parser.parse_args(argv)
+    lo, _, hi = args.months.partition("-")
+    months = frozenset(range(int(lo), int(hi or lo) + 1))
     works = [int(h) for h in args.work.split(",")]
     if args.csv:
         traces = {Path(args.csv).stem: (Path(args.csv), tuple(int(h) for h in args.hours.split(",")))}
@@ -192,9 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         for hour in hours:
             for work_h in works:
                 results.append(run_case(name, provider, hour, work_h, args.year, args.gate,
-                                        args.margin))
+                                        args.margin, args.forecaster, months))
                 print(f"  done {name} {hour:02d}:00 {work_h} h", file=sys.stderr, flush=True)
-    print_table(results, args.margin)
+    print_table(results, args.margin, args.forecaster)
     return 0
 
 
