@@ -6,8 +6,9 @@ deadline. Schedules compared against starting at once (run-now):
 - oracle: the best contiguous window, by brute force over the trace's own grid (written
   independently of ``plan_start``, so it also checks the planner);
 - perfect: ``plan_start`` on the recorded values as forecast;
-- history: ``plan_start`` on :class:`HistoryForecast` (history before submission only)
-  with the :data:`HISTORY_MIN_SAVING` margin;
+- history: ``plan_start`` on :class:`HistoryForecast` (``--forecaster``: by default
+  :class:`FittedForecaster`, fitted on the history before submission only) with the
+  ``--margin`` (default :data:`HISTORY_MIN_SAVING`);
 - naive: "yesterday's curve is today's forecast", no margin (the issue's strawman);
 - gate (with ``--gate``): the history policy as :class:`CarbonGate` runs it live, polled
   every 15 minutes on a simulated clock and re-planning hourly with the history so far.
@@ -17,6 +18,7 @@ policy's mean saving over the oracle's. Run::
 
     python benchmarks/carbon_shift.py                         # DE and FR 2020 traces
     python benchmarks/carbon_shift.py --csv my.csv --hours 9,17
+    python benchmarks/carbon_shift.py --months 7-12 --forecaster profile --margin 0.02
 
 The data folder is ``--data-dir``, else ``$GREENTUNE_DATA``, else ``../shared/data``
 relative to the repository.
@@ -37,7 +39,12 @@ import pandas as pd
 from ray.tune.search import Searcher
 
 from tuner.carbon.csvfile import CsvProvider
-from tuner.carbon.forecast import HISTORY_MIN_SAVING, HistoryForecast, ProfileForecaster
+from tuner.carbon.forecast import (
+    HISTORY_MIN_SAVING,
+    FittedForecaster,
+    HistoryForecast,
+    ProfileForecaster,
+)
 from tuner.carbon.gate import CarbonGate
 from tuner.carbon.schedule import SchedulePolicy, plan_start
 from tuner.carbon.series import StepFunction
@@ -46,6 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TRACES = {"DE": ("carbon/ger_ci.csv", (9, 17)), "FR": ("carbon/fr_ci.csv", (9, 0))}
 DEADLINE = timedelta(hours=24)
 SCHEDULES = ("oracle", "perfect", "history", "naive", "gate")
+FORECASTERS = {"fitted": FittedForecaster, "profile": ProfileForecaster}  # history's
 POLL = timedelta(minutes=15)
 REPLAN = timedelta(hours=1)
 
@@ -65,11 +73,11 @@ class SimClock:
         return self.now
 
 
-def gate_start(provider, now, work: timedelta, deadline) -> pd.Timestamp:
+def gate_start(provider, now, work: timedelta, deadline, margin: float) -> pd.Timestamp:
     """When CarbonGate, polled every 15 minutes, lets the study's first trial launch."""
     clock = SimClock(now.to_pydatetime())
     gate = CarbonGate(Launch(), provider, deadline=deadline.to_pydatetime(), clock=clock,
-                      policy=SchedulePolicy(min_saving=HISTORY_MIN_SAVING),
+                      policy=SchedulePolicy(min_saving=margin),
                       work=lambda: work, replan_every=REPLAN)
     while gate.suggest("trial") is None:
         clock.now += POLL
@@ -103,18 +111,21 @@ def oracle_saving(fn: StepFunction, grid: pd.DatetimeIndex, now: pd.Timestamp, w
 
 
 def run_case(name: str, provider: CsvProvider, hour: int, work_h: int, year: int,
-             with_gate: bool) -> CaseResult:
+             with_gate: bool, margin: float = HISTORY_MIN_SAVING, forecaster: str = "fitted",
+             months: frozenset[int] = frozenset(range(1, 13))) -> CaseResult:
     fn = StepFunction(provider.values)
     grid = provider.values.index
-    history = HistoryForecast(provider)
+    history = HistoryForecast(provider, FORECASTERS[forecaster]())
     naive = HistoryForecast(provider, ProfileForecaster(days=1, anomaly_hours=0))
     work = timedelta(hours=work_h)
     policies = {"perfect": (provider, SchedulePolicy()),
-                "history": (history, SchedulePolicy(min_saving=HISTORY_MIN_SAVING)),
+                "history": (history, SchedulePolicy(min_saving=margin)),
                 "naive": (naive, SchedulePolicy())}
     savings: dict[str, list[float]] = {s: [] for s in SCHEDULES}
     met = total = 0
     for day in pd.date_range(f"{year}-01-01", f"{year}-12-31", freq="D", tz="UTC"):
+        if day.month not in months:
+            continue
         now = day + pd.Timedelta(hours=hour)
         deadline = now + DEADLINE
         run_now, best = oracle_saving(fn, grid, now, work)
@@ -127,7 +138,7 @@ def run_case(name: str, provider: CsvProvider, hour: int, work_h: int, year: int
             met += start + work <= deadline
             total += 1
         if with_gate:
-            start = gate_start(history, now, work, deadline)
+            start = gate_start(history, now, work, deadline, margin)
             savings["gate"].append(1 - fn.mean(start, start + work) / run_now)
             met += start + work <= deadline
             total += 1
@@ -135,7 +146,8 @@ def run_case(name: str, provider: CsvProvider, hour: int, work_h: int, year: int
                       met / total, len(savings["oracle"]))
 
 
-def print_table(results: list[CaseResult]) -> None:
+def print_table(results: list[CaseResult], margin: float = HISTORY_MIN_SAVING,
+                forecaster: str = "fitted") -> None:
     head = (f"{'trace':<6}{'submit':>7}{'work':>6} {'oracle':>8} {'perfect':>8} {'share':>6} "
             f"{'history':>8} {'share':>6} {'naive':>8} {'gate':>8} {'share':>6} {'deadl.':>7}")
     print(head)
@@ -147,7 +159,7 @@ def print_table(results: list[CaseResult]) -> None:
               f"{s['naive']:>8.1%} {_pct(s.get('gate', math.nan), 8, 1)} {_pct(r.share('gate'), 6, 0)} "
               f"{r.deadline_met:>7.0%}")
     print(f"\n{len(results)} cases x {results[0].days} days; savings are CO2 vs run-now "
-          f"(mean of daily ratios); history margin {HISTORY_MIN_SAVING:.0%}.")
+          f"(mean of daily ratios); history: {forecaster} forecaster, margin {margin:.0%}.")
     n = len(results)
     goals = [
         ("perfect forecast >= 90% of oracle", sum(r.share("perfect") >= 0.9 for r in results)),
@@ -171,7 +183,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--year", type=int, default=2020)
     parser.add_argument("--gate", action="store_true",
                         help="also replay CarbonGate on a simulated clock (slower)")
+    parser.add_argument("--margin", type=float, default=HISTORY_MIN_SAVING,
+                        help="min_saving the history policy must see before waiting "
+                             f"(default HISTORY_MIN_SAVING = {HISTORY_MIN_SAVING:g})")
+    parser.add_argument("--forecaster", choices=sorted(FORECASTERS), default="fitted",
+                        help="history forecaster: fitted carry-over (default) or the fixed-fade "
+                             "profile")
+    parser.add_argument("--months", default="1-12",
+                        help="months of --year to replay, e.g. 1-6 or 7-12 (a held-out half)")
     args = parser.parse_args(argv)
+    lo, _, hi = args.months.partition("-")
+    months = frozenset(range(int(lo), int(hi or lo) + 1))
     works = [int(h) for h in args.work.split(",")]
     if args.csv:
         traces = {Path(args.csv).stem: (Path(args.csv), tuple(int(h) for h in args.hours.split(",")))}
@@ -187,9 +209,10 @@ def main(argv: list[str] | None = None) -> int:
         provider = CsvProvider(path)
         for hour in hours:
             for work_h in works:
-                results.append(run_case(name, provider, hour, work_h, args.year, args.gate))
+                results.append(run_case(name, provider, hour, work_h, args.year, args.gate,
+                                        args.margin, args.forecaster, months))
                 print(f"  done {name} {hour:02d}:00 {work_h} h", file=sys.stderr, flush=True)
-    print_table(results)
+    print_table(results, args.margin, args.forecaster)
     return 0
 
 

@@ -234,7 +234,7 @@ class CarbonSettings(_Strict):
     cache_ttl_s: float = Field(300.0, ge=0)
     deadline: str | None = None  # e.g. "24h": the study must finish by start + deadline
     policy: CarbonPolicy = "none"
-    forecast: Literal["provider", "history"] = "provider"  # history: profile of past days
+    forecast: Literal["provider", "history"] = "provider"  # history: fitted on past days
     threshold_g_per_kwh: float | None = Field(None, ge=0)
     threshold_percentile: float | None = Field(None, ge=0, le=100)
     min_saving: float = Field(0.0, ge=0, lt=1)  # flexible-start: wait only if it saves this

@@ -1,17 +1,25 @@
 """A forecast from history alone, for zones or files without a forecast API.
 
 "Yesterday's curve is today's forecast" waits for dips that were weather, not routine,
-and on the 2020 German and French traces it emits *more* than starting at once. This
-forecaster separates the two:
+and on the 2020 German and French traces it emits *more* than starting at once. The
+forecasters here separate the two:
 
 - the *routine*: the mean daily profile of the last ``days`` days at the same time of
-  day, with the same weekday weighted up (weekends differ);
+  day (optionally with the same weekday weighted up);
 - the *weather*: how far the latest observation sits from that profile, an anomaly that
-  fades towards the profile with time constant ``anomaly_hours``.
+  carries over into the forecast.
 
-It is still a guess, so plan with it using a margin (``SchedulePolicy(min_saving=...)``,
-:data:`HISTORY_MIN_SAVING`): wait only when the predicted saving clears it.
-``benchmarks/carbon_shift.py`` measures the result against run-now and the oracle.
+:class:`FittedForecaster` (the default) learns how much of the anomaly carries over at
+each lead time from the provider's own recent past (a one-coefficient least-squares fit
+per lead time over the last ``fit_days`` days before ``now``), so nothing in it is tuned
+to a particular trace. :class:`ProfileForecaster` fades the anomaly with a fixed time
+constant instead; it is kept for comparison and, with ``days=1, anomaly_hours=0``, is the
+naive "yesterday's curve" strawman.
+
+Either is still a guess. ``HISTORY_MIN_SAVING`` is the margin a policy asks a history
+forecast to clear before waiting (``SchedulePolicy(min_saving=...)``); it is 0, as the
+fitted forecaster did not need one. ``benchmarks/carbon_shift.py`` measures the result
+against run-now and the oracle.
 
 Example::
 
@@ -32,7 +40,9 @@ import pandas as pd
 from tuner.carbon.base import IntensityProvider, IntensityReading, IntensitySeries
 from tuner.carbon.series import last_step, to_utc
 
-HISTORY_MIN_SAVING = 0.02  # measured on the 2020 DE/FR traces: see benchmarks/carbon_shift.py
+# No margin: with the fitted carry-over, a 2% margin changed no case's goal on the 2020 DE/FR
+# replays and cost 7 points of share on DE 09:00 4 h (benchmarks/carbon_shift.py --margin).
+HISTORY_MIN_SAVING = 0.0
 DAY = pd.Timedelta(days=1)
 
 
@@ -82,31 +92,114 @@ class ProfileForecaster:
         return pd.Series(profile[seen] + anomaly * fade, index=times[seen])
 
     def _profile(self, past: pd.Series, times: pd.DatetimeIndex, now: pd.Timestamp) -> np.ndarray:
-        """Weighted mean of the values in force one, two, ... ``days`` days before each time."""
-        known = past.index.as_unit("ns").asi8
-        values = past.to_numpy(dtype=float)
-        total = np.zeros(len(times))
-        weight = np.zeros(len(times))
-        for d in range(1, self.days + 1):
-            shifted = (times - d * DAY).as_unit("ns").asi8
-            pos = np.searchsorted(known, shifted, side="right") - 1
-            ok = (pos >= 0) & (shifted < now.value)
-            w = self.same_weekday_weight if d % 7 == 0 else 1.0
-            total[ok] += w * values[pos[ok]]
-            weight[ok] += w
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(weight > 0, total / weight, np.nan)
+        return daily_profile(past, times, now, self.days, self.same_weekday_weight)
+
+
+def daily_profile(past: pd.Series, times: pd.DatetimeIndex, now: pd.Timestamp, days: int,
+                  same_weekday_weight: float = 1.0) -> np.ndarray:
+    """Weighted mean of the values in force one, two, ... ``days`` days before each time,
+    using only values from before ``now`` (NaN where no such day exists)."""
+    known = past.index.as_unit("ns").asi8
+    values = past.to_numpy(dtype=float)
+    total = np.zeros(len(times))
+    weight = np.zeros(len(times))
+    for d in range(1, days + 1):
+        shifted = (times - d * DAY).as_unit("ns").asi8
+        pos = np.searchsorted(known, shifted, side="right") - 1
+        ok = (pos >= 0) & (shifted < now.value)
+        w = same_weekday_weight if d % 7 == 0 else 1.0
+        total[ok] += w * values[pos[ok]]
+        weight[ok] += w
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(weight > 0, total / weight, np.nan)
+
+
+@dataclass(frozen=True)
+class FittedForecaster:
+    """The daily profile plus the latest anomaly times a carry-over fitted on the past.
+
+    For each lead time ``L`` from the last observation to a forecast point, the carry-over
+    ``a_L`` is the least-squares slope (no intercept) of the anomaly ``L`` later on the
+    anomaly now, over every observation in the last ``fit_days`` days whose follow-up was
+    already seen before ``now``. It is the anomaly's own autocorrelation, measured on the
+    provider's recent past, so it adapts to the zone and the season without constants
+    tuned on one trace. Lead times with fewer than a day of pairs carry no anomaly
+    (the forecast falls back to the profile).
+    """
+
+    days: int = 14
+    fit_days: int = 28
+    same_weekday_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.days < 1:
+            raise ValueError(f"days must be >= 1, got {self.days}")
+        if self.fit_days < 1:
+            raise ValueError(f"fit_days must be >= 1, got {self.fit_days}")
+        if self.same_weekday_weight < 0:
+            raise ValueError(f"same_weekday_weight must be >= 0, got {self.same_weekday_weight}")
+
+    @property
+    def history_needed(self) -> timedelta:
+        return timedelta(days=self.days + self.fit_days + 1)
+
+    def predict(self, history: pd.Series, now: datetime, end: datetime) -> pd.Series:
+        """Forecast over ``[now, end)`` on the history's own step, from values before ``now``.
+
+        Points with no past day to draw on (beyond ``days`` days ahead) are left out, so
+        the forecast may be shorter than asked.
+        """
+        now_ts, end_ts = to_utc(now), to_utc(end)
+        past = history[history.index < now_ts].dropna().sort_index()
+        if past.empty:
+            raise ValueError(f"no history before {now_ts} to forecast from")
+        step = last_step(past)
+        times = pd.date_range(now_ts, end_ts, freq=step, inclusive="left")
+        profile = daily_profile(past, times, now_ts, self.days, self.same_weekday_weight)
+        recent = past[past.index >= now_ts - self.fit_days * DAY]
+        anomaly = recent.to_numpy(dtype=float) - daily_profile(
+            past, recent.index, now_ts, self.days, self.same_weekday_weight)
+        seen_at = recent.index.as_unit("ns").asi8
+        if np.isnan(anomaly[-1]):
+            raise ValueError("history too short: no earlier day to compare the latest value with")
+        keep = ~np.isnan(profile)
+        times, profile = times[keep], profile[keep]
+        lags = times.as_unit("ns").asi8 - seen_at[-1]
+        carry = _carry_over(seen_at, anomaly, lags, min_pairs=max(2, int(DAY / step)))
+        return pd.Series(profile + carry * anomaly[-1], index=times)
+
+
+def _carry_over(seen_at: np.ndarray, anomaly: np.ndarray, lags: np.ndarray,
+                min_pairs: int) -> np.ndarray:
+    """Per lag (ns), the no-intercept least-squares slope of anomaly(t + lag) on anomaly(t)
+    over observed pairs; 0 where fewer than ``min_pairs`` pairs exist."""
+    valid = ~np.isnan(anomaly)
+    x = np.where(valid, anomaly, 0.0)
+    target = seen_at[:, None] + lags[None, :]  # (observations, lags)
+    pos = np.searchsorted(seen_at, target, side="right") - 1  # the value in force then
+    ok = valid[:, None] & valid[pos] & (target <= seen_at[-1])
+    y = np.where(ok, x[pos], 0.0)
+    xs = np.where(ok, x[:, None], 0.0)
+    sxx = (xs * xs).sum(axis=0)
+    sxy = (xs * y).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = np.where((ok.sum(axis=0) >= min_pairs) & (sxx > 0), sxy / sxx, 0.0)
+    return slope
+
+
+Forecaster = FittedForecaster | ProfileForecaster
 
 
 class HistoryForecast(IntensityProvider):
-    """Gives any provider with history a forecast built by :class:`ProfileForecaster`.
+    """Gives any provider with history a forecast built from that history
+    (:class:`FittedForecaster` unless another forecaster is given).
 
     ``current`` and ``history`` go to the wrapped provider unchanged.
     """
 
-    def __init__(self, inner: IntensityProvider, forecaster: ProfileForecaster | None = None):
+    def __init__(self, inner: IntensityProvider, forecaster: Forecaster | None = None):
         self.inner = inner
-        self.forecaster = forecaster or ProfileForecaster()
+        self.forecaster = forecaster or FittedForecaster()
         self.name = f"{inner.name}+history-forecast"
         self.signal = inner.signal
 

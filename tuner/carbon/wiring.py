@@ -2,7 +2,7 @@
 
 ``none`` leaves the searcher alone (CO2 is still accounted). ``threshold`` and
 ``flexible-start`` wrap it in :class:`~tuner.carbon.gate.CarbonGate`, planning on the
-provider's forecast (or, with ``forecast: history``, on a profile built from its
+provider's forecast (or, with ``forecast: history``, on a forecast fitted on its own
 history) for the work the study still has to do, estimated from the trials finished so
 far. ``pause-resume`` gates launches like ``threshold`` and adds
 :class:`~tuner.carbon.pause.CarbonPauseScheduler`, which pauses checkpointing trials
