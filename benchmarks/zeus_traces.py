@@ -165,13 +165,13 @@ class Strategy:
              kwh: float) -> None: ...
 
 
-def greentune_space(problem: TraceProblem) -> dict[str, Any]:
+def greentune_space(problem: TraceProblem, log_epochs: bool) -> dict[str, Any]:
     from tuner.config import Choice, IntRange
 
     return {
         "batch_size": Choice(type="choice", values=problem.batch_sizes, ordered=True),
         "power_limit": Choice(type="choice", values=problem.power_limits, ordered=True),
-        "epochs": IntRange(type="int", low=1, high=problem.max_epochs),
+        "epochs": IntRange(type="int", low=1, high=problem.max_epochs, log=log_epochs),
     }
 
 
@@ -218,7 +218,7 @@ class OptunaStrategy(Strategy):
         trial = self.study.ask()
         config = (trial.suggest_categorical("batch_size", self.problem.batch_sizes),
                   trial.suggest_categorical("power_limit", self.problem.power_limits),
-                  trial.suggest_int("epochs", 1, self.problem.max_epochs))
+                  trial.suggest_int("epochs", 1, self.problem.max_epochs, log=EPOCHS_LOG))
         self._trials[config] = trial
         return config
 
@@ -229,7 +229,7 @@ class OptunaStrategy(Strategy):
 def make_strategy(name: str, problem: TraceProblem, seed: int, budget_kwh: float) -> Strategy:
     from tuner.search import GridSearcher, RandomSearcher
 
-    space = greentune_space(problem)
+    space = greentune_space(problem, EPOCHS_LOG)
     if name in ("bo", "bo+es"):
         import logging
 
@@ -242,13 +242,15 @@ def make_strategy(name: str, problem: TraceProblem, seed: int, budget_kwh: float
         set_stderr_log_level(logging.ERROR)  # Ax warns each time a small space is nearly exhausted
         return Greentune(searcher)
     if name == "grid":
-        return Greentune(GridSearcher(space, seed=seed, resolution=GRID_EPOCH_LEVELS))
+        # the grid: evenly spaced epoch levels, whatever the others use
+        return Greentune(GridSearcher(greentune_space(problem, False), seed=seed, resolution=GRID_EPOCH_LEVELS))
     if name == "random":
         return Greentune(RandomSearcher(space, seed=seed))
     return OptunaStrategy(problem, name, seed)
 
 
 STEP_PROFILE = "fast"
+EPOCHS_LOG = True  # epochs searched on a log scale by every strategy but grid (--epochs-scale)
 
 
 # ----------------------------------------------------------------------------- one run
@@ -428,9 +430,11 @@ def main() -> None:
                         help="bo strategies stop at this share of the grid's kWh (their steps cost minutes)")
     parser.add_argument("--plot", default="zeus_traces.png", help="PNG path for the hypervolume curves")
     parser.add_argument("--step", default="fast", choices=["fast", "ax-default"], help="AxSearcher step profile")
+    parser.add_argument("--epochs-scale", default="log", choices=["log", "linear"],
+                        help="how every strategy but grid searches epochs")
     args = parser.parse_args()
-    global STEP_PROFILE
-    STEP_PROFILE = args.step
+    global STEP_PROFILE, EPOCHS_LOG
+    STEP_PROFILE, EPOCHS_LOG = args.step, args.epochs_scale == "log"
     from tuner.config import EnergySettings
     from tuner.energy import driver_watts_per_core
 
