@@ -129,8 +129,10 @@ class AxSearcher(GreentuneSearcher):
             # Abandoned, not failed: Ax treats abandoned arms as pending, so the next
             # proposal moves away from this one.
             self.client.mark_trial_abandoned(index)
-            if repeat:
-                break  # the model is sure of this point: a fresh draw is worth more than a refit
+            if repeat and not self._discrete:
+                # Relaxed, the optimum keeps rounding back onto this point: a fresh draw is
+                # worth more than a refit. A discrete search avoids it from now on.
+                break
         return self._attach_unseen_sample()
 
     def _key(self, params: dict[str, Any]) -> tuple:
