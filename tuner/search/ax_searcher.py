@@ -350,9 +350,9 @@ FAST_OPTIMIZER_KWARGS: dict[str, Any] = {"num_restarts": 2, "raw_samples": 128, 
 FAST_ACQF_KWARGS: dict[str, Any] = {"mc_samples": 32}
 
 
-# Local search over a discrete space: every neighbour (one parameter one value away) of
-# the best of ``raw_samples`` random points, from ``num_restarts`` of them, never a point
-# tried or pending. Measured by benchmarks/zeus_traces.py and benchmarks/bo_step.py.
+# Local search over a discrete space: from the ``num_restarts`` best of ``raw_samples``
+# random points, move to the best neighbour (one parameter one value away) until none is
+# better, never onto a point tried or pending. Measured by benchmarks/zeus_traces.py.
 FAST_DISCRETE_OPTIMIZER_KWARGS: dict[str, Any] = {"num_restarts": 4, "raw_samples": 256}
 MAX_LOCAL_SEARCH_VALUES = 100  # BoTorch's MAX_CARDINALITY_FOR_LOCAL_SEARCH
 
