@@ -73,10 +73,7 @@ class ProfileForecaster:
         the forecast may be shorter than asked.
         """
         now_ts, end_ts = to_utc(now), to_utc(end)
-        past = history[history.index < now_ts].dropna().sort_index()
-        if past.empty:
-            raise ValueError(f"no history before {now_ts} to forecast from")
-        step = last_step(past)
+        past, step = _past(history, now_ts)
         last_seen = past.index[-1]
         # the profile at the last observation too, to measure today's anomaly like for like
         times = pd.DatetimeIndex([last_seen]).append(
@@ -150,10 +147,7 @@ class FittedForecaster:
         the forecast may be shorter than asked.
         """
         now_ts, end_ts = to_utc(now), to_utc(end)
-        past = history[history.index < now_ts].dropna().sort_index()
-        if past.empty:
-            raise ValueError(f"no history before {now_ts} to forecast from")
-        step = last_step(past)
+        past, step = _past(history, now_ts)
         times = pd.date_range(now_ts, end_ts, freq=step, inclusive="left")
         profile = daily_profile(past, times, now_ts, self.days, self.same_weekday_weight)
         recent = past[past.index >= now_ts - self.fit_days * DAY]
@@ -188,6 +182,14 @@ def _carry_over(seen_at: np.ndarray, anomaly: np.ndarray, lags: np.ndarray,
 
 
 Forecaster = FittedForecaster | ProfileForecaster
+
+
+def _past(history: pd.Series, now: pd.Timestamp) -> tuple[pd.Series, pd.Timedelta]:
+    """The values before ``now`` (the only ones a forecast may read), sorted, and their step."""
+    past = history[history.index < now].dropna().sort_index()
+    if past.empty:
+        raise ValueError(f"no history before {now} to forecast from")
+    return past, last_step(past)
 
 
 class HistoryForecast(IntensityProvider):
