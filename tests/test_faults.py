@@ -35,6 +35,15 @@ def _children(tracking_uri: str, run_id: str) -> dict[str, object]:
     return {run.data.tags["greentune.trial_id"]: run for run in runs}
 
 
+def _assert_run_ids_booked(out: Path, tracking_uri: str, run_id: str) -> None:
+    """Every trial in trials.csv and ledger.json names its child run, queued ones included."""
+    expected = {trial_id: run.info.run_id for trial_id, run in _children(tracking_uri, run_id).items()}
+    on_disk = pd.read_csv(out / "trials.csv")
+    assert dict(zip(on_disk["trial_id"], on_disk["mlflow_run_id"], strict=True)) == expected
+    ledger = json.loads((out / "ledger.json").read_text())
+    assert {e["trial_id"]: e["mlflow_run_id"] for e in ledger["entries"]} == expected
+
+
 def _ray_results(out: Path, trial_id: str) -> list[dict]:
     """What Ray itself recorded of a trial's results (its JSON logger), oldest first."""
     (path,) = (out / "ray").glob(f"*{trial_id}*/result.json")
@@ -179,6 +188,8 @@ def test_mlflow_down_mid_study_queues_on_disk_and_flushes_when_back(ray_session,
         assert (result.trials["status"] == "completed").all() and len(result.trials) == 4
         assert not (out / QUEUE_FILE).exists()  # flushed when the server came back
         _assert_books_match(uri, result.mlflow_run_id, result)
+        _assert_run_ids_booked(out, uri, result.mlflow_run_id)
+        assert result.trials["mlflow_run_id"].notna().all()
     finally:
         if ctl.server_stack is not None:
             ctl.stop_server()
@@ -219,6 +230,7 @@ def test_mlflow_that_never_comes_back_warns_keeps_everything_and_flushes_later(
         assert main(["flush", str(out)]) == 0
         assert not queue.exists()
         _assert_books_match(uri, result.mlflow_run_id, result)
+        _assert_run_ids_booked(out, uri, result.mlflow_run_id)
     finally:
         if ctl.server_stack is not None:
             ctl.stop_server()

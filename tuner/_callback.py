@@ -102,11 +102,20 @@ class StudyCallback(Callback):
         except Exception as exc:  # noqa: BLE001 - tracking must not kill a study mid-budget
             logger.warning("could not log trial %s to MLflow: %s", entry.trial_id, exc)
             entry.mlflow_run_id = ""
+        self._book_flushed_run_ids()
         try:
             self.persist()
         except OSError as exc:  # a full disk: the ledger in memory is intact; retried next trial
             logger.error("%s; the study goes on and retries after the next trial", exc)
         self._maybe_progress(force=True)
+
+    def _book_flushed_run_ids(self) -> None:
+        """Trials whose records waited for MLflow get their child run id once the queue flushes."""
+        flushed = getattr(self.tracker, "flushed_run_ids", None) or {}
+        for trial_id, run_id in flushed.items():
+            entry = self.ledger.entries.get(trial_id)
+            if entry is not None and not entry.mlflow_run_id:
+                entry.mlflow_run_id = run_id
 
     def _maybe_progress(self, force: bool = False) -> None:
         if self.progress_every_s is None:

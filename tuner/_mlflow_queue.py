@@ -122,6 +122,7 @@ class QueuedTracker:
         self.tracker = tracker
         self.queue = DiskQueue(queue_path)
         self._outage = False
+        self.flushed_run_ids: dict[str, str] = {}  # trial id -> child run id, for queued trials written since
 
     def __getattr__(self, name: str) -> Any:  # run_id, tracking_uri, ui_command, ...
         if name == "tracker":  # not set yet (a copy being built): no recursion
@@ -153,7 +154,7 @@ class QueuedTracker:
     def flush(self) -> int:
         """Replay the queue in order; the number of records still waiting."""
         with fail_fast():
-            remaining, _ = replay(self.tracker, self.queue)
+            remaining, _ = replay(self.tracker, self.queue, on_trial=self.flushed_run_ids.__setitem__)
         if not remaining and self._outage:
             logger.warning("MLflow at %s is back: queued records flushed", self.tracker.tracking_uri)
             self._outage = False
@@ -210,8 +211,13 @@ def apply(tracker: StudyTracker, record: dict[str, Any]) -> str | None:
     return None
 
 
-def replay(tracker: StudyTracker, queue: DiskQueue) -> tuple[int, int]:
-    """Write queued records in order until one fails; ``(records left, records written)``."""
+def replay(tracker: StudyTracker, queue: DiskQueue,
+           on_trial: Callable[[str, str], None] | None = None) -> tuple[int, int]:
+    """Write queued records in order until one fails; ``(records left, records written)``.
+
+    ``on_trial(trial_id, run_id)`` hears of each trial's child run as it is written, so the
+    study's own files can name it.
+    """
     records = queue.records()
     done = 0
     rejected: list[dict[str, Any]] = []
@@ -219,7 +225,9 @@ def replay(tracker: StudyTracker, queue: DiskQueue) -> tuple[int, int]:
         try:
             if record["kind"] == "trial":
                 drop_partial_child(tracker, record["entry"]["trial_id"])
-            apply(tracker, record)
+            run_id = apply(tracker, record)
+            if run_id and on_trial is not None:
+                on_trial(record["entry"]["trial_id"], run_id)
         except Exception as exc:  # noqa: BLE001 - keep it queued, or set it aside if refused
             if is_transient(exc):
                 break
@@ -236,13 +244,42 @@ def replay(tracker: StudyTracker, queue: DiskQueue) -> tuple[int, int]:
 
 
 def flush_output_dir(output_dir: Path) -> tuple[int, int]:
-    """Replay a study's queue to the run named in its ``study.json``; ``(left, written)``."""
+    """Replay a study's queue to the run named in its ``study.json``; ``(left, written)``.
+
+    The child run ids written are booked in ``ledger.json`` and ``trials.csv`` too.
+    """
     state = json.loads((output_dir / "study.json").read_text())
     from tuner.tracking import StudyTracker
 
-    with fail_fast():
-        tracker = StudyTracker.for_run(state["tracking_uri"], state["mlflow_run_id"])
-        return replay(tracker, DiskQueue(output_dir / QUEUE_FILE))
+    run_ids: dict[str, str] = {}
+    try:
+        with fail_fast():
+            tracker = StudyTracker.for_run(state["tracking_uri"], state["mlflow_run_id"])
+            return replay(tracker, DiskQueue(output_dir / QUEUE_FILE), on_trial=run_ids.__setitem__)
+    finally:
+        if run_ids:
+            book_run_ids(output_dir, run_ids)
+
+
+def book_run_ids(output_dir: Path, run_ids: dict[str, str]) -> None:
+    """Name flushed trials' child runs in a finished study's ``ledger.json`` and ``trials.csv``."""
+    import pandas as pd
+
+    from tuner._state import LEDGER_FILE, TRIALS_FILE, read_json, write_csv, write_json
+
+    ledger_path, trials_path = output_dir / LEDGER_FILE, output_dir / TRIALS_FILE
+    if ledger_path.exists():
+        ledger = read_json(ledger_path)
+        for entry in ledger.get("entries", []):
+            if not entry.get("mlflow_run_id") and entry["trial_id"] in run_ids:
+                entry["mlflow_run_id"] = run_ids[entry["trial_id"]]
+        write_json(ledger_path, ledger)
+    if trials_path.exists():
+        trials = pd.read_csv(trials_path)
+        if "mlflow_run_id" in trials and "trial_id" in trials:
+            booked = trials["trial_id"].astype(str).map(run_ids)
+            trials["mlflow_run_id"] = trials["mlflow_run_id"].where(trials["mlflow_run_id"].notna(), booked)
+            write_csv(trials, trials_path)
 
 
 def drop_partial_child(tracker: StudyTracker, trial_id: str) -> None:

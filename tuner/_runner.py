@@ -349,6 +349,15 @@ def _finish(result: TuneResult, tracker: Any, out: Path) -> None:
     except Exception as exc:  # noqa: BLE001 - a report must not lose a finished study
         logger.warning("could not build the study report: %s", exc)
     tracker.finish_study(result, artifacts)
+    flushed = getattr(tracker, "flushed_run_ids", None)
+    if flushed:  # queued trials MLflow took only now: their child runs are named in the files too
+        from tuner._mlflow_queue import book_run_ids
+
+        book_run_ids(out, flushed)
+        if "mlflow_run_id" in result.trials:
+            booked = result.trials["trial_id"].map(flushed)
+            result.trials["mlflow_run_id"] = result.trials["mlflow_run_id"].where(
+                result.trials["mlflow_run_id"].notna(), booked)
 
 
 def trials_frame(ledger: EnergyLedger, param_names: list[str], metric: str) -> pd.DataFrame:
