@@ -17,13 +17,13 @@ import sys
 import urllib.request
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.fakes.fake_pynvml import NODE_GPUS, node_fleet
 from tests.local_cluster import LocalCluster, MlflowServer, WorkerSpec
+from tuner._state import read_trials_csv
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[1]
@@ -120,7 +120,7 @@ def test_study_spreads_over_nodes_measures_each_on_its_node_and_logs_to_the_serv
     assert nodes[worker_id]["labels"].get("zone") == "side"
     expected_node = {HEAD_MARKER: head_id, WORKER_MARKER: worker_id}
 
-    trials = pd.read_csv(tmp_path / "out" / "trials.csv")
+    trials = read_trials_csv(tmp_path / "out" / "trials.csv")
     assert len(trials) == 4 and (trials["status"] == "completed").all()
     assert trials["hw_node_id"].nunique() == 2, trials[["trial_id", "hw_node_id"]]
     for _, trial in trials.iterrows():
@@ -162,7 +162,7 @@ def test_ray_job_submit_runs_greentune_on_the_cluster(cluster, mlflow_server, tm
 
     state = json.loads((out / "study.json").read_text())
     assert state["finished_at"] > state["started_at"]
-    trials = pd.read_csv(out / "trials.csv")
+    trials = read_trials_csv(out / "trials.csv")
     assert len(trials) == 2 and (trials["status"] == "completed").all()
     assert set(trials["hw_node_id"]) <= {n["node_id"] for n in _nodes(cluster)}
     assert len(_server_trials(mlflow_server.uri, out)) == 2
@@ -187,7 +187,7 @@ def test_whole_gpus_are_exclusive_metered_by_uuid_and_power_limited_then_restore
     assert done.returncode == 0, done.stderr[-4000:]
 
     fleet = node_fleet(fake_gpus)
-    trials = pd.read_csv(tmp_path / "out" / "trials.csv")
+    trials = read_trials_csv(tmp_path / "out" / "trials.csv")
     assert len(trials) == 4 and (trials["status"] == "completed").all()
     for _, trial in trials.iterrows():
         device = fleet.devices[int(trial["nvml_index"])]
@@ -229,7 +229,7 @@ def test_fractional_gpu_trials_are_tagged_shared(cluster, mlflow_server, tmp_pat
                    trials=2, resources_per_trial={"cpu": 0, "gpu": 0.5})
     done = _run_cli(study, cluster)
     assert done.returncode == 0, done.stderr[-4000:]
-    trials = pd.read_csv(tmp_path / "out" / "trials.csv")
+    trials = read_trials_csv(tmp_path / "out" / "trials.csv")
     assert (trials["status"] == "completed").all()
     # The fake GPUs report no per-process utilisation, so the share cannot be split off.
     assert trials["energy_flags"].str.contains("gpu:shared-device").all()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
 import tuner
+from tuner._state import read_trials_csv
 
 pytestmark = pytest.mark.ray
 
@@ -27,7 +27,7 @@ def test_trials_record_components_sources_and_hardware(ray_session, tmp_path: Pa
         budget_kwh=1.0,
         progress=False,
     )
-    trials = pd.read_csv(result.output_dir / "trials.csv")
+    trials = read_trials_csv(result.output_dir / "trials.csv")
     done = trials[trials["status"] == "completed"]
     assert len(done) == 2
     assert (done["energy_source_cpu"] == "cpu-time-estimate").all()

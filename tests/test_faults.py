@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 import tuner
 from tests import fault_objectives as faults
 from tests.local_cluster import MlflowServer, free_port
+from tuner._state import read_trials_csv
 
 pytestmark = pytest.mark.ray
 X = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
@@ -38,7 +39,7 @@ def _children(tracking_uri: str, run_id: str) -> dict[str, object]:
 def _assert_run_ids_booked(out: Path, tracking_uri: str, run_id: str) -> None:
     """Every trial in trials.csv and ledger.json names its child run, queued ones included."""
     expected = {trial_id: run.info.run_id for trial_id, run in _children(tracking_uri, run_id).items()}
-    on_disk = pd.read_csv(out / "trials.csv")
+    on_disk = read_trials_csv(out / "trials.csv")
     assert dict(zip(on_disk["trial_id"], on_disk["mlflow_run_id"], strict=True)) == expected
     ledger = json.loads((out / "ledger.json").read_text())
     assert {e["trial_id"]: e["mlflow_run_id"] for e in ledger["entries"]} == expected
@@ -74,7 +75,7 @@ def test_sigkilled_trial_is_failed_and_its_energy_to_the_last_heartbeat_counted(
     assert killed["n_reports"] == faults.KILL_REPORTS
     assert result.total_energy_kwh == pytest.approx(trials["energy_kwh"].sum() + result.overhead_kwh)
     # The table on disk and MLflow agree with the result.
-    on_disk = pd.read_csv(out / "trials.csv").set_index("trial_id")
+    on_disk = read_trials_csv(out / "trials.csv").set_index("trial_id")
     assert on_disk.loc[killed["trial_id"], "status"] == "failed"
     assert on_disk["energy_kwh"].sum() == pytest.approx(trials["energy_kwh"].sum())
     children = _children(result.tracking_uri, result.mlflow_run_id)
@@ -109,7 +110,7 @@ class _Controller:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
-                table = pd.read_csv(self.out / "trials.csv")
+                table = read_trials_csv(self.out / "trials.csv")
                 if (table["status"] == "completed").sum() >= n:
                     return
             except (FileNotFoundError, pd.errors.EmptyDataError, KeyError):
@@ -149,7 +150,7 @@ def _ticketed_study(control: Path, out: Path, uri: str, trials: int) -> dict:
 
 def _assert_books_match(uri: str, run_id: str, result: tuner.TuneResult) -> None:
     """Every trial in MLflow exactly once, with the energy of trials.csv, and the study's total."""
-    on_disk = pd.read_csv(result.output_dir / "trials.csv").set_index("trial_id")
+    on_disk = read_trials_csv(result.output_dir / "trials.csv").set_index("trial_id")
     children = _children(uri, run_id)
     assert sorted(children) == sorted(on_disk.index)
     for trial_id, child in children.items():
@@ -257,9 +258,10 @@ except OutputWriteError as exc:
                   overhead_kwh=exc.result.overhead_kwh, run_id=exc.result.mlflow_run_id,
                   trials=exc.result.trials.to_dict("records"))
 # What a user finds on the full disk afterwards (the tmpfs goes away with this process).
-import glob, os, pandas as pd
+import glob, os
+from tuner._state import read_trials_csv
 csv = os.path.join(out, "trials.csv")
-report["disk_rows"] = pd.read_csv(csv).to_dict("records") if os.path.exists(csv) else None
+report["disk_rows"] = read_trials_csv(csv).to_dict("records") if os.path.exists(csv) else None
 report["temp_files"] = glob.glob(os.path.join(out, ".*.tmp"))
 report["study_json"] = json.load(open(os.path.join(out, "study.json")))
 print("REPORT " + json.dumps(report, default=str), flush=True)
@@ -439,3 +441,21 @@ def test_replaying_a_half_written_trial_records_it_once(tmp_path: Path):
     assert children["t1"].data.metrics["energy_kwh"] == pytest.approx(2e-6)
     assert children["t1"].data.params["x"] == "0.25"
     assert not queue.path.exists()
+
+
+def test_booking_run_ids_keeps_numeric_looking_trial_ids_and_every_other_cell(tmp_path: Path):
+    """Ray trial ids are hex: ``5e123456`` must stay text, and only empty run ids are filled."""
+    from tuner._mlflow_queue import book_run_ids
+
+    header = "trial_id,status,width,energy_kwh,n_reports,mlflow_run_id\n"
+    (tmp_path / "trials.csv").write_text(header + "5e123456,completed,8,0.5,3,\n00000001,completed,16,0.25,,abc\n")
+    (tmp_path / "ledger.json").write_text(json.dumps({"entries": [
+        {"trial_id": "5e123456", "mlflow_run_id": ""}, {"trial_id": "00000001", "mlflow_run_id": "abc"}]}))
+    book_run_ids(tmp_path, {"5e123456": "r1", "00000001": "other"})
+    assert (tmp_path / "trials.csv").read_text() == (
+        header + "5e123456,completed,8,0.5,3,r1\n00000001,completed,16,0.25,,abc\n")
+    table = read_trials_csv(tmp_path / "trials.csv")
+    assert list(table["trial_id"]) == ["5e123456", "00000001"]
+    assert list(table["mlflow_run_id"]) == ["r1", "abc"]
+    ledger = json.loads((tmp_path / "ledger.json").read_text())
+    assert [e["mlflow_run_id"] for e in ledger["entries"]] == ["r1", "abc"]

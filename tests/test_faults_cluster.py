@@ -13,12 +13,12 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.local_cluster import LocalCluster, WorkerSpec, _kill_sessions
+from tuner._state import read_trials_csv
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[1]
@@ -68,7 +68,7 @@ def test_worker_node_stopped_mid_study_fails_its_trial_and_keeps_the_rest(tmp_pa
                 driver.kill()
                 driver.wait()
     assert driver.returncode == 0, stderr[-4000:]
-    trials = pd.read_csv(out / "trials.csv")
+    trials = read_trials_csv(out / "trials.csv")
     assert len(trials) == 4
     failed = trials[trials["status"] == "failed"]
     assert len(failed) == 1 and (trials["status"] != "failed").sum() == 3

@@ -12,10 +12,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tuner._state import read_trials_csv
 from tuner.search.base import Outcome
 
 pytestmark = pytest.mark.ray
@@ -92,7 +92,7 @@ def test_sigkilled_driver_resumes_with_books_straight(ray_session, tmp_path: Pat
     output, _ = second.communicate(timeout=300)
     assert second.returncode == 0, output
 
-    trials = pd.read_csv(out / "trials.csv").set_index("trial_id")
+    trials = read_trials_csv(out / "trials.csv").set_index("trial_id")
     state = json.loads((out / "study.json").read_text())
     # completed trials are kept as they were and not rerun: every x started once, unless interrupted
     for trial_id, entry in done_before.items():

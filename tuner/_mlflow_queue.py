@@ -262,10 +262,14 @@ def flush_output_dir(output_dir: Path) -> tuple[int, int]:
 
 
 def book_run_ids(output_dir: Path, run_ids: dict[str, str]) -> None:
-    """Name flushed trials' child runs in a finished study's ``ledger.json`` and ``trials.csv``."""
-    import pandas as pd
+    """Name flushed trials' child runs in a finished study's ``ledger.json`` and ``trials.csv``.
 
-    from tuner._state import LEDGER_FILE, TRIALS_FILE, read_json, write_csv, write_json
+    ``trials.csv`` is edited as text, one column, so nothing else in it changes form.
+    """
+    import csv
+    import io
+
+    from tuner._state import LEDGER_FILE, TRIALS_FILE, read_json, write_json
 
     ledger_path, trials_path = output_dir / LEDGER_FILE, output_dir / TRIALS_FILE
     if ledger_path.exists():
@@ -274,12 +278,16 @@ def book_run_ids(output_dir: Path, run_ids: dict[str, str]) -> None:
             if not entry.get("mlflow_run_id") and entry["trial_id"] in run_ids:
                 entry["mlflow_run_id"] = run_ids[entry["trial_id"]]
         write_json(ledger_path, ledger)
-    if trials_path.exists():
-        trials = pd.read_csv(trials_path)
-        if "mlflow_run_id" in trials and "trial_id" in trials:
-            booked = trials["trial_id"].astype(str).map(run_ids)
-            trials["mlflow_run_id"] = trials["mlflow_run_id"].where(trials["mlflow_run_id"].notna(), booked)
-            write_csv(trials, trials_path)
+    if not trials_path.exists():
+        return
+    rows = list(csv.reader(io.StringIO(trials_path.read_text(), newline="")))
+    if not rows or "trial_id" not in rows[0] or "mlflow_run_id" not in rows[0]:
+        return
+    trial, run = rows[0].index("trial_id"), rows[0].index("mlflow_run_id")
+    for row in rows[1:]:
+        if len(row) > max(trial, run) and not row[run] and row[trial] in run_ids:
+            row[run] = run_ids[row[trial]]
+    atomic_write(trials_path, lambda handle: csv.writer(handle, lineterminator="\n").writerows(rows))
 
 
 def drop_partial_child(tracker: StudyTracker, trial_id: str) -> None:

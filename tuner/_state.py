@@ -31,6 +31,12 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
     atomic_write(path, lambda handle: frame.to_csv(handle, index=False))
 
 
+def read_trials_csv(path: Path | str) -> pd.DataFrame:
+    """``trials.csv`` with its id columns as text: a Ray trial id such as ``5e123456`` would
+    otherwise be read as a number (here, infinity)."""
+    return pd.read_csv(path, dtype={"trial_id": str, "mlflow_run_id": str})
+
+
 def read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 

@@ -14,9 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from tuner._state import STATE_FILE, TRIALS_FILE
+from tuner._state import STATE_FILE, TRIALS_FILE, read_trials_csv
 from tuner.config import ConfigError, StudyConfig
 from tuner.result import TuneResult
 
@@ -34,7 +32,7 @@ def load_from_dir(directory: str | Path) -> TuneResult:
             raise ConfigError(f"'{out / STATE_FILE}' has no 'config' (the study did not finish) and no MLflow run")
         return load_from_mlflow(state["mlflow_run_id"], state.get("tracking_uri"), output_dir=out)
     config = config_from_dump(config_data, fallback_name=state.get("name"))
-    trials = pd.read_csv(out / TRIALS_FILE)
+    trials = read_trials_csv(out / TRIALS_FILE)
     trials_kwh = float(trials["energy_kwh"].fillna(0).sum()) if "energy_kwh" in trials else 0.0
     overhead = float(state.get("overhead_kwh") or 0.0)
     carbon = {k: v for k, v in state.items() if k.startswith(("co2_", "carbon_"))}
@@ -66,7 +64,7 @@ def load_from_mlflow(run_id: str, tracking_uri: str | None = None, output_dir: P
         raise ConfigError(f"MLflow run '{run_id}' is not a greentune study run (greentune.kind={kind}){hint}")
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            trials = pd.read_csv(client.download_artifacts(run_id, TRIALS_FILE, tmp))
+            trials = read_trials_csv(client.download_artifacts(run_id, TRIALS_FILE, tmp))
             config_data = json.loads(Path(client.download_artifacts(run_id, "config.json", tmp)).read_text())
         except (MlflowException, OSError) as exc:
             raise ConfigError(f"MLflow run '{run_id}' lacks trials.csv or config.json (did it finish?): {exc}") from exc
