@@ -123,11 +123,21 @@ def ticking(params: dict) -> dict:
 
 
 def checkpointing(params: dict) -> dict:
-    """``epochs`` epochs of 0.25 CPU-s, checkpointing after each: made to be paused and resumed."""
+    """``epochs`` epochs of 0.25 CPU-s, checkpointing after each: made to be paused and resumed.
+
+    While the file ``hold`` (optional) exists, the first run waits after its epoch (up to
+    60 s, heartbeats going on), so a test can pause it however slow the machine is.
+    """
+    import os
+
     state = tuner.get_checkpoint() or {"epoch": 0, "runs": 0}
     start, runs = int(state["epoch"]), int(state["runs"]) + 1
+    hold = params.get("hold")
     for epoch in range(start, int(params["epochs"])):
         _burn(0.25)
         tuner.report(accuracy=float(params["x"]) * (epoch + 1) / 100,
                      checkpoint={"epoch": epoch + 1, "runs": runs})
+        limit = time.monotonic() + 60
+        while runs == 1 and hold and os.path.exists(hold) and time.monotonic() < limit:
+            time.sleep(0.1)
     return {"accuracy": float(params["x"]), "runs": float(runs), "resumed_at_epoch": float(start)}

@@ -133,13 +133,17 @@ def test_a_pause_booked_by_the_scheduler_holds_until_the_trial_runs_again():
 def test_study_pauses_a_trial_while_the_grid_is_dirty_and_finishes_it_from_its_checkpoint(
     ray_session, tmp_path: Path
 ):
-    out = tmp_path / "paused"
+    out, hold = tmp_path / "paused", tmp_path / "hold"
     epochs = 24
     with serve("ukci") as (url, server):
         server.g_per_kwh = 100.0
 
         def turn_the_grid() -> None:
-            """Dirty once the trial is 3 epochs in; clean again once its heartbeats have stopped."""
+            """Dirty once the trial is 3 epochs in; clean again once its heartbeats have stopped.
+
+            While dirty, the trial holds after its epoch (``hold``), so that it cannot finish
+            before the scheduler, which reads the intensity every 2 s, pauses it.
+            """
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
                 try:
@@ -149,17 +153,20 @@ def test_study_pauses_a_trial_while_the_grid_is_dirty_and_finishes_it_from_its_c
                 if any((e["info"].get("greentune_epochs") or 0) >= 3 for e in entries):
                     break
                 time.sleep(0.1)
+            hold.touch()
             server.g_per_kwh = 500.0
             while time.monotonic() < deadline and time.time() - (out / "ledger.json").stat().st_mtime < 3.0:
                 time.sleep(0.2)
             server.g_per_kwh = 100.0
+            hold.unlink()
 
         turner = threading.Thread(target=turn_the_grid, daemon=True)
         turner.start()
         result = tuner.tune(
             {
                 "objective": objs.checkpointing,
-                "search_space": {"x": {"type": "float", "low": 0.5, "high": 1.0}, "epochs": epochs},
+                "search_space": {"x": {"type": "float", "low": 0.5, "high": 1.0}, "epochs": epochs,
+                                 "hold": str(hold)},
                 "strategy": "random",
                 "seed": 0,
                 "max_trials": 1,
