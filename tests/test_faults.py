@@ -163,12 +163,17 @@ def _assert_books_match(uri: str, run_id: str, result: tuner.TuneResult) -> None
     assert result.total_energy_kwh == pytest.approx(on_disk["energy_kwh"].sum() + result.overhead_kwh)
 
 
+def _served_controller(tmp_path: Path) -> tuple[_Controller, Path, str]:
+    """A study controller whose MLflow server is up: ``(controller, output dir, tracking URI)``."""
+    out = tmp_path / "out"
+    ctl = _Controller(tmp_path / "control", out, tmp_path / "mlflow-server", free_port())
+    return ctl, out, ctl.start_server()
+
+
 def test_mlflow_down_mid_study_queues_on_disk_and_flushes_when_back(ray_session, tmp_path: Path):
     from tuner._mlflow_queue import QUEUE_FILE, DiskQueue
 
-    out, root = tmp_path / "out", tmp_path / "mlflow-server"
-    ctl = _Controller(tmp_path / "control", out, root, free_port())
-    uri = ctl.start_server()
+    ctl, out, uri = _served_controller(tmp_path)
 
     def script(c: _Controller) -> None:
         c.release(0)
@@ -202,9 +207,7 @@ def test_mlflow_that_never_comes_back_warns_keeps_everything_and_flushes_later(
     from tuner._mlflow_queue import QUEUE_FILE, DiskQueue
     from tuner.cli import main
 
-    out, root = tmp_path / "out", tmp_path / "mlflow-server"
-    ctl = _Controller(tmp_path / "control", out, root, free_port())
-    uri = ctl.start_server()
+    ctl, out, uri = _served_controller(tmp_path)
 
     def script(c: _Controller) -> None:
         c.release(0)

@@ -349,15 +349,14 @@ def _finish(result: TuneResult, tracker: Any, out: Path) -> None:
     except Exception as exc:  # noqa: BLE001 - a report must not lose a finished study
         logger.warning("could not build the study report: %s", exc)
     tracker.finish_study(result, artifacts)
-    flushed = getattr(tracker, "flushed_run_ids", None)
-    if flushed:  # queued trials MLflow took only now: their child runs are named in the files too
+    trials, flushed = result.trials, getattr(tracker, "flushed_run_ids", None) or {}
+    unbooked = trials["mlflow_run_id"].isna() if "mlflow_run_id" in trials else None
+    late = {} if unbooked is None else {t: flushed[t] for t in trials.loc[unbooked, "trial_id"] if t in flushed}
+    if late:  # queued trials MLflow took only at the end: name their child runs in the files too
         from tuner._mlflow_queue import book_run_ids
 
-        book_run_ids(out, flushed)
-        if "mlflow_run_id" in result.trials:
-            booked = result.trials["trial_id"].map(flushed)
-            result.trials["mlflow_run_id"] = result.trials["mlflow_run_id"].where(
-                result.trials["mlflow_run_id"].notna(), booked)
+        book_run_ids(out, late)
+        trials.loc[unbooked, "mlflow_run_id"] = trials.loc[unbooked, "trial_id"].map(late)
 
 
 def trials_frame(ledger: EnergyLedger, param_names: list[str], metric: str) -> pd.DataFrame:
