@@ -22,7 +22,9 @@ greentune's own ``AxSearcher`` (``bo``), ``GridSearcher`` and ``RandomSearcher``
 classes ``tune()`` uses), and Optuna's TPE and NSGA-II through Optuna's own API. Each
 strategy is charged its driver CPU time (every ask and tell) at the ledger's watts per core
 (``tuner.energy.driver_watts_per_core``), so the tuner's own overhead counts in its kWh.
-``bo+es`` is ``bo`` with per-epoch reports and greentune's Pareto early stopping
+``bo`` gets the run's kWh and trial caps as its ``budget_kwh`` and ``max_trials`` (its
+cost-aware acquisition cools over them, as in ``tune()``); ``--no-cost-aware`` gives the plain qLogNEHVI ablation. ``bo+es`` is
+``bo`` with per-epoch reports and greentune's Pareto early stopping
 (``tuner.search.early_stopping``); a stopped trial counts as the configuration it ran.
 """
 
@@ -226,7 +228,7 @@ class OptunaStrategy(Strategy):
         self.study.tell(self._trials.pop(config), [accuracy, math.log10(kwh)])
 
 
-def make_strategy(name: str, problem: TraceProblem, seed: int, budget_kwh: float) -> Strategy:
+def make_strategy(name: str, problem: TraceProblem, seed: int, budget_kwh: float, max_trials: int) -> Strategy:
     from tuner.search import GridSearcher, RandomSearcher
 
     space = greentune_space(problem, EPOCHS_LOG)
@@ -237,8 +239,9 @@ def make_strategy(name: str, problem: TraceProblem, seed: int, budget_kwh: float
 
         from tuner.search.ax_searcher import AxSearcher
 
-        searcher = AxSearcher(space, metric="accuracy", mode="max", seed=seed, method="bo",
-                              step=STEP_PROFILE)
+        # the run's kWh and trial caps are the study's budget_kwh and max_trials, as tune() passes them
+        searcher = AxSearcher(space, metric="accuracy", mode="max", seed=seed, method="bo", step=STEP_PROFILE,
+                              budget_kwh=budget_kwh, max_trials=max_trials, cost_aware=COST_AWARE)
         set_stderr_log_level(logging.ERROR)  # Ax warns each time a small space is nearly exhausted
         return Greentune(searcher)
     if name == "grid":
@@ -250,6 +253,7 @@ def make_strategy(name: str, problem: TraceProblem, seed: int, budget_kwh: float
 
 
 STEP_PROFILE = "fast"
+COST_AWARE = True  # --no-cost-aware: plain qLogNEHVI, for the ablation
 EPOCHS_LOG = True  # epochs searched on a log scale by every strategy but grid (--epochs-scale)
 
 
@@ -276,7 +280,7 @@ def run_strategy(problem: TraceProblem, name: str, seed: int, max_fraction: floa
     rng = np.random.default_rng(seed + 1000)
     budget = max_fraction * problem.grid_kwh
     cpu = time.process_time()
-    strategy = make_strategy(name, problem, seed, budget)
+    strategy = make_strategy(name, problem, seed, budget, max_trials)
     run = Run()
     cpu_seconds = time.process_time() - cpu
     front: list[tuple[float, float]] = []  # (kWh, observed accuracy) of finished trials
@@ -432,9 +436,11 @@ def main() -> None:
     parser.add_argument("--step", default="fast", choices=["fast", "ax-default"], help="AxSearcher step profile")
     parser.add_argument("--epochs-scale", default="log", choices=["log", "linear"],
                         help="how every strategy but grid searches epochs")
+    parser.add_argument("--no-cost-aware", action="store_true",
+                        help="bo ranks candidates by hypervolume gain alone, not gain per predicted kWh")
     args = parser.parse_args()
-    global STEP_PROFILE, EPOCHS_LOG
-    STEP_PROFILE, EPOCHS_LOG = args.step, args.epochs_scale == "log"
+    global STEP_PROFILE, EPOCHS_LOG, COST_AWARE
+    STEP_PROFILE, EPOCHS_LOG, COST_AWARE = args.step, args.epochs_scale == "log", not args.no_cost_aware
     from tuner.config import EnergySettings
     from tuner.energy import driver_watts_per_core
 

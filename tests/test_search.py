@@ -120,7 +120,7 @@ def test_ax_bo_approaches_the_known_front_and_beats_its_own_start():
         acc, energy = _two_objective(params["x"], params["y"])
         points.append((acc, energy))
         _complete(searcher, f"t{i}", acc, energy)
-    assert "qLogNoisyExpectedHypervolumeImprovement" in searcher.generation_strategy_name
+    assert "CostAwareLogNEHVI" in searcher.generation_strategy_name
     bo_points = points[5:]
     # BO puts its points near y = 0, where the front is; the Sobol start does not.
     assert _front_gap(points) < 0.05
@@ -161,3 +161,73 @@ def test_ax_bo_on_a_discrete_space_proposes_no_repeat_and_finds_the_cheap_end_of
     assert searcher.random_draws == 0
     # The lowest power is always cheapest here: BO learns it and uses it for most trials.
     assert sum(power == 100 for _, power, _ in seen[5:]) >= 12
+
+
+def test_cost_aware_acquisition_divides_the_hypervolume_gain_by_predicted_kwh():
+    """``log qNEHVI - w ln kWh``, with kWh the energy model's mean turned back from Ax's units."""
+    import torch
+    from botorch.acquisition.multi_objective.objective import WeightedMCMultiOutputObjective
+    from botorch.models import ModelListGP, SingleTaskGP
+
+    from tuner.search.cost_aware import CostAwareLogNEHVI
+
+    torch.manual_seed(0)
+    X = torch.rand(12, 2, dtype=torch.float64)
+    accuracy = (X.sum(-1, keepdim=True) - 1) / 0.4  # both outcomes standardised, as Ax gives them
+    energy = (2 * X[:, :1] - 1) / 0.6  # standardised log10 kWh: rises with x0 only
+    model = ModelListGP(SingleTaskGP(X, accuracy), SingleTaskGP(X, energy))
+    acqf = CostAwareLogNEHVI(
+        model=model, ref_point=[-3.0, -3.0], X_baseline=X,
+        objective=WeightedMCMultiOutputObjective(torch.tensor([1.0, -1.0], dtype=torch.float64)),
+        cost_weight=0.7, energy_mean=-2.0, energy_std=0.3, energy_log10=True,
+    )
+    candidates = torch.rand(5, 1, 2, dtype=torch.float64)
+    with torch.no_grad():
+        weighted = acqf(candidates)
+        predicted_log10_kwh = model.posterior(candidates).mean[..., 0, 1] * 0.3 - 2.0
+        acqf.cost_weight = 0.0
+        plain = acqf(candidates)
+    assert torch.allclose(weighted - plain, -0.7 * math.log(10) * predicted_log10_kwh)
+    # A cheaper candidate (smaller x0) gains relative to a dearer one with the same hypervolume outlook.
+    assert torch.all(acqf.log_kwh(candidates).argsort() == predicted_log10_kwh.argsort())
+
+
+def test_ax_searcher_cost_weight_cools_over_the_budget_reaches_the_acquisition_and_resumes(tmp_path, monkeypatch):
+    from tuner.search import cost_aware
+    from tuner.search.ax_searcher import AxSearcher
+    from tuner.search.base import Outcome
+
+    space = {"batch": Choice(type="choice", values=[8, 16, 32, 64], ordered=True),
+             "epochs": IntRange(type="int", low=1, high=20, log=True)}
+    weights_used = []
+    forward = cost_aware.CostAwareLogNEHVI.forward
+    monkeypatch.setattr(cost_aware.CostAwareLogNEHVI, "forward",
+                        lambda self, X: weights_used.append(self.cost_weight) or forward(self, X))
+
+    def run(searcher, n, history):
+        for _ in range(n):
+            params = searcher.ask()
+            outcome = Outcome("completed", 1 - math.exp(-params["epochs"] / 4), 0.01 * params["epochs"] * params["batch"] / 8)
+            searcher.tell(params, outcome)
+            history.append((params, outcome))
+
+    history = []
+    searcher = AxSearcher(space, seed=0, initial_trials=4, budget_kwh=2.0)
+    run(searcher, 8, history)
+    spent = sum(o.energy_kwh for _, o in history)
+    assert searcher.told_kwh == pytest.approx(spent)
+    assert searcher.cost_weight() == pytest.approx(1 - spent / 2.0)
+    # The BO steps (after 4 Sobol trials) built the acquisition with the weight of their moment.
+    assert weights_used and 0 < weights_used[-1] < 1 and weights_used[0] > weights_used[-1]
+    assert AxSearcher(space, seed=0).cost_weight() == 0.5  # no budget: a fixed middle weight
+    searcher.max_trials = 10  # the trial budget cools it too, whichever runs out first
+    assert searcher.cost_weight() == pytest.approx(max(0.0, 1 - max(spent / 2.0, 8 / 10)))
+    searcher.max_trials = None
+
+    searcher.save_state(tmp_path / "searcher.json")
+    resumed = AxSearcher(space, seed=0, initial_trials=4, budget_kwh=2.0)
+    resumed.resume(history, tmp_path / "searcher.json")
+    assert resumed.told_kwh == pytest.approx(spent)
+    weights_used.clear()
+    run(resumed, 1, history)
+    assert weights_used and weights_used[-1] == pytest.approx(1 - spent / 2.0)

@@ -29,4 +29,6 @@ def make_searcher(config: StudyConfig) -> GreentuneSearcher:
         method=config.strategy,
         metric_threshold=config.metric_threshold,
         initial_trials=config.initial_trials,
+        budget_kwh=config.budget_kwh,
+        max_trials=config.max_trials,
     )

@@ -26,9 +26,12 @@ from tuner.search.base import GreentuneSearcher, Outcome, SearchParam
 class AxSearcher(GreentuneSearcher):
     """Multi-objective search over ``(metric, energy_kwh)`` with Ax.
 
-    ``thresholds`` are the objective thresholds (the reference point of the hypervolume):
-    values worse than these are not worth finding. Ax needs them for both objectives to
-    report a Pareto frontier; the energy threshold defaults to the study budget.
+    ``metric_threshold`` and ``energy_threshold_kwh`` are optional outcome constraints:
+    values worse than these are not worth finding (see :meth:`_configure_objectives`).
+    ``cost_aware`` (the default for ``bo``) ranks candidates by hypervolume gain per
+    predicted kWh (:mod:`tuner.search.cost_aware`); the weight of the kWh cools from 1 to 0
+    as ``budget_kwh`` (or ``max_trials``, whichever runs out first) is spent, and stays at
+    :data:`COST_WEIGHT_WITHOUT_BUDGET` without either.
     """
 
     def __init__(
@@ -46,11 +49,17 @@ class AxSearcher(GreentuneSearcher):
         step: Literal["fast", "ax-default"] = "fast",
         avoid_failures: bool = True,
         log_energy: bool = True,
+        budget_kwh: float | None = None,
+        max_trials: int | None = None,
+        cost_aware: bool = True,
     ) -> None:
         super().__init__(space, fixed, metric=metric, mode=mode, seed=seed)
         self.step = step
         self.avoid_failures = avoid_failures
         self.log_energy = log_energy
+        self.budget_kwh, self.max_trials = budget_kwh, max_trials
+        self.cost_aware = cost_aware and method == "bo" and step == "fast"
+        self.told_kwh, self.told_trials = 0.0, 0  # every trial told, for the cost weight's schedule
         self.failures = FailureModel(self.space)
         self._rng = np.random.default_rng(seed)
         self._pending: set[tuple] = set()  # proposed, not yet told
@@ -107,6 +116,11 @@ class AxSearcher(GreentuneSearcher):
             initialize_with_center=self.method == "bo",
         )
         acqf = qLogNoisyExpectedHypervolumeImprovement if self.method == "bo" else None
+        if self.cost_aware:
+            from tuner.search.cost_aware import CostAwareLogNEHVI, register
+
+            register()
+            acqf = CostAwareLogNEHVI
         strategy = choose_generation_strategy(struct, botorch_acqf_class=acqf)
         if self.method == "bo" and self.step == "fast":
             _make_step_fast(strategy, discrete=self._discrete)
@@ -146,11 +160,49 @@ class AxSearcher(GreentuneSearcher):
             # Ax warns on every step before thresholds exist, and torch on its own internals.
             warnings.simplefilter("ignore", Warning)
             try:
+                self._set_cost_options()
                 with _discrete_local_search(self._discrete):
                     ((index, params),) = self.client.get_next_trials(max_trials=1).items()
             except (GenerationStrategyRepeatedPoints, SearchSpaceExhausted):  # a small space, nearly all tried
                 return self._attach(self._sample_unseen())
         return index, {k: _plain(v) for k, v in params.items()}
+
+    def cost_weight(self) -> float:
+        """How much a candidate's predicted kWh divides its gain.
+
+        It cools from 1 to 0 over the study's budget: the kWh, or the trials if those run
+        out first, so the dear end of the front is still bought before the study ends.
+        """
+        spent = [self.told_kwh / self.budget_kwh] if self.budget_kwh else []
+        spent += [self.told_trials / self.max_trials] if self.max_trials else []
+        if not spent:
+            return COST_WEIGHT_WITHOUT_BUDGET
+        return max(0.0, 1.0 - max(spent))
+
+    def _set_cost_options(self) -> None:
+        """Give the cost-aware acquisition this step's weight and Ax's standardisation of energy.
+
+        The model sees energy standardised over the trials Ax has data for (``StandardizeY``:
+        mean and sample standard deviation); the same figures turn its prediction back into kWh.
+        """
+        if not self.cost_aware:
+            return
+        data = self.client._experiment.lookup_data().df  # noqa: SLF001 - Ax 1.3.1 has no public accessor
+        energies = data.loc[data["metric_name"] == ENERGY_METRIC, "mean"].to_numpy(dtype=float)
+        if len(energies) < 2:
+            return  # still initialising: no model yet
+        from tuner.search.cost_aware import CostAwareLogNEHVI
+
+        spec = self.client._generation_strategy._nodes[-1].generator_specs[0]  # noqa: SLF001 - see _make_step_fast
+        if spec.generator_kwargs.get("botorch_acqf_class") is not CostAwareLogNEHVI:
+            return  # a snapshot from before cost-aware search: it resumes as it began
+        options = spec.generator_gen_kwargs["model_gen_options"]["acquisition_function_kwargs"]
+        options.update(
+            cost_weight=self.cost_weight(),
+            energy_mean=float(energies.mean()),
+            energy_std=float(energies.std(ddof=1)) or 1.0,
+            energy_log10=self.log_energy,
+        )
 
     def _attach_unseen_sample(self) -> dict[str, Any]:
         """After a repeat, or :data:`MAX_REJECTED` likely failures in a row: a random unseen draw."""
@@ -181,6 +233,8 @@ class AxSearcher(GreentuneSearcher):
         self._pending.discard(self._key(params))
         if outcome.status != "stopped":
             self.failures.add(params, failed=outcome.status == "failed")
+        self.told_kwh += outcome.energy_kwh or 0.0
+        self.told_trials += 1
         if outcome.status == "completed":
             assert outcome.metric is not None
             self.client.complete_trial(
@@ -256,6 +310,8 @@ class AxSearcher(GreentuneSearcher):
             plain = {name: params.get(name) for name in self.space}
             key = self._key(plain)
             if key in done:
+                self.told_kwh += outcome.energy_kwh or 0.0
+                self.told_trials += 1
                 if outcome.status != "stopped":
                     self.failures.add(plain, failed=outcome.status == "failed")
                 continue
@@ -277,6 +333,7 @@ class AxSearcher(GreentuneSearcher):
         return self.client._generation_strategy.name  # noqa: SLF001 - for reports only
 
 
+COST_WEIGHT_WITHOUT_BUDGET = 0.5  # without a budget there is nothing to cool towards; measured by zeus_traces.py
 MAX_REJECTED = 5  # proposals judged likely to fail, in a row, before a random unseen draw
 
 
