@@ -3,6 +3,7 @@
     python benchmarks/bo_step.py                    # both profiles, 53 sequential trials each (~25 min)
     python benchmarks/bo_step.py --trials 33 --profiles fast
     python benchmarks/bo_step.py --profiles fast,fast-plain   # what the cost-aware acquisition adds
+    python benchmarks/bo_step.py --profiles fast,fast-cold    # what warm-started model fits save
 
 Drives ``AxSearcher`` through its ask/tell interface (no Ray) on the quickstart's
 6-parameter space with the synthetic outcomes of ``benchmarks/overhead.py``. Every step is
@@ -10,8 +11,9 @@ timed right after a completed trial was told, so each one pays for a model refit
 real study. Prints the median wall and CPU seconds of the steps at about 10, 30 and 50
 completed trials (the five steps around each level), and the hypervolume the completed
 trials reach (as a share of the box spanned by all trials of both profiles), so that speed is not bought with search quality.
-Profiles: ``fast`` (greentune's step, cost-aware acquisition), ``fast-plain`` (the same step
-with plain qLogNEHVI) and ``ax-default`` (Ax's own settings).
+Profiles: ``fast`` (greentune's step: cost-aware acquisition, warm-started model fits),
+``fast-plain`` (the same step with plain qLogNEHVI), ``fast-cold`` (every fit from scratch,
+as Ax does) and ``ax-default`` (Ax's own settings).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from tuner.search.ax_searcher import AxSearcher  # noqa: E402
 LEVELS = (10, 30, 50)
 
 
-PROFILES = ("fast", "fast-plain", "ax-default")
+PROFILES = ("fast", "fast-plain", "fast-cold", "ax-default")
 
 
 def run_profile(profile: str, trials: int, seed: int) -> tuple[list[float], list[float], list[tuple[float, float]]]:
@@ -46,7 +48,7 @@ def run_profile(profile: str, trials: int, seed: int) -> tuple[list[float], list
                           initial_trials=config.initial_trials, step=step,  # type: ignore[arg-type]
                           # ax-default reproduces the searcher before the fast step: raw kWh to Ax, no failure model
                           log_energy=step != "ax-default", avoid_failures=step != "ax-default",
-                          cost_aware=profile == "fast")
+                          cost_aware=profile != "fast-plain", warm_start=profile != "fast-cold")
     walls, cpus, points = [], [], []
     for i in range(trials):
         wall, cpu = time.perf_counter(), time.process_time()

@@ -135,6 +135,38 @@ def test_ax_bo_approaches_the_known_front_and_beats_its_own_start():
     assert all(math.isfinite(s) for s in searcher.step_seconds)
 
 
+def test_warm_started_fits_reach_the_optimum_of_a_fit_from_scratch():
+    """Each step's GP fit starts from the last fit's hyperparameters, with a fit from scratch
+    as the data grows by a quarter; the warm fit reaches the same marginal likelihood."""
+    import torch
+    from ax.generators.torch.botorch_modular.surrogate import Surrogate
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    from tuner.search.ax_searcher import AxSearcher
+    from tuner.search.base import Outcome
+
+    space = {"x": FloatRange(type="float", low=0, high=1), "y": FloatRange(type="float", low=0, high=1)}
+    searcher = AxSearcher(space, metric="accuracy", mode="max", seed=0, initial_trials=5)
+    for _ in range(16):
+        params = searcher.ask()
+        searcher.tell(params, Outcome("completed", *_two_objective(params["x"], params["y"])))
+    searcher.ask()  # fitted on 16 trials, warm: the last fit from scratch was at 15 (>= 1.25 x 12)
+    assert Surrogate.fit.__qualname__ == "Surrogate.fit"  # Ax's own method again after the step
+    assert searcher._fits.cold == 5 and searcher._fits.warm == 7  # from scratch at 5, 7, 9, 12, 15 trials
+
+    warm = searcher.client._generation_strategy._nodes[-1].generator_specs[0]._fitted_adapter.generator.surrogate
+    cold = Surrogate(surrogate_spec=warm.surrogate_spec)
+    cold.fit(datasets=warm.training_data, search_space_digest=warm._last_search_space_digest)
+
+    def log_likelihood(model) -> float:
+        model.train()
+        with torch.no_grad():
+            return float(ExactMarginalLogLikelihood(model.likelihood, model)(
+                model(*model.train_inputs), model.train_targets).sum())
+
+    assert log_likelihood(warm.model) == pytest.approx(log_likelihood(cold.model), rel=0.01)
+
+
 def test_ax_bo_on_a_discrete_space_proposes_no_repeat_and_finds_the_cheap_end_of_the_front():
     """Batch size x power limit x epochs, the shape of a GPU study: every point Ax proposes is
     new (no random stand-ins for repeats), and the search spends its trials near the front."""
