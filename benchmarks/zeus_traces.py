@@ -23,7 +23,8 @@ classes ``tune()`` uses), and Optuna's TPE and NSGA-II through Optuna's own API.
 strategy is charged its driver CPU time (every ask and tell) at the ledger's watts per core
 (``tuner.energy.driver_watts_per_core``), so the tuner's own overhead counts in its kWh.
 ``bo`` gets the run's kWh and trial caps as its ``budget_kwh`` and ``max_trials`` (its
-cost-aware acquisition cools over them, as in ``tune()``); ``--no-cost-aware`` gives the plain qLogNEHVI ablation. ``bo+es`` is
+cost-aware acquisition cools over them, as in ``tune()``); ``--no-cost-aware`` gives the plain
+qLogNEHVI ablation, ``--no-warm-start`` fits the model from scratch on every step. ``bo+es`` is
 ``bo`` with per-epoch reports and greentune's Pareto early stopping
 (``tuner.search.early_stopping``); a stopped trial counts as the configuration it ran.
 """
@@ -241,7 +242,8 @@ def make_strategy(name: str, problem: TraceProblem, seed: int, budget_kwh: float
 
         # the run's kWh and trial caps are the study's budget_kwh and max_trials, as tune() passes them
         searcher = AxSearcher(space, metric="accuracy", mode="max", seed=seed, method="bo", step=STEP_PROFILE,
-                              budget_kwh=budget_kwh, max_trials=max_trials, cost_aware=COST_AWARE)
+                              budget_kwh=budget_kwh, max_trials=max_trials, cost_aware=COST_AWARE,
+                              warm_start=WARM_START)
         set_stderr_log_level(logging.ERROR)  # Ax warns each time a small space is nearly exhausted
         return Greentune(searcher)
     if name == "grid":
@@ -254,6 +256,7 @@ def make_strategy(name: str, problem: TraceProblem, seed: int, budget_kwh: float
 
 STEP_PROFILE = "fast"
 COST_AWARE = True  # --no-cost-aware: plain qLogNEHVI, for the ablation
+WARM_START = True  # --no-warm-start: every model fit from scratch, as Ax does
 EPOCHS_LOG = True  # epochs searched on a log scale by every strategy but grid (--epochs-scale)
 
 
@@ -438,9 +441,11 @@ def main() -> None:
                         help="how every strategy but grid searches epochs")
     parser.add_argument("--no-cost-aware", action="store_true",
                         help="bo ranks candidates by hypervolume gain alone, not gain per predicted kWh")
+    parser.add_argument("--no-warm-start", action="store_true", help="bo fits its model from scratch on every step")
     args = parser.parse_args()
-    global STEP_PROFILE, EPOCHS_LOG, COST_AWARE
+    global STEP_PROFILE, EPOCHS_LOG, COST_AWARE, WARM_START
     STEP_PROFILE, EPOCHS_LOG, COST_AWARE = args.step, args.epochs_scale == "log", not args.no_cost_aware
+    WARM_START = not args.no_warm_start
     from tuner.config import EnergySettings
     from tuner.energy import driver_watts_per_core
 

@@ -31,7 +31,8 @@ class AxSearcher(GreentuneSearcher):
     ``cost_aware`` (the default for ``bo``) ranks candidates by hypervolume gain per
     predicted kWh (:mod:`tuner.search.cost_aware`); the weight of the kWh cools from 1 to 0
     as ``budget_kwh`` (or ``max_trials``, whichever runs out first) is spent, and stays at
-    :data:`COST_WEIGHT_WITHOUT_BUDGET` without either.
+    :data:`COST_WEIGHT_WITHOUT_BUDGET` without either. ``warm_start`` (the default for
+    ``bo``) starts each model fit from the last one's hyperparameters (:class:`WarmStartFits`).
     """
 
     def __init__(
