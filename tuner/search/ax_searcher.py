@@ -484,10 +484,10 @@ def _discrete_local_search(active: bool) -> Iterator[None]:
 class WarmStartFits:
     """Start each GP fit from the last fit's hyperparameters; from scratch as the data grows.
 
-    Ax fits its model from scratch on every step: at 50 trials on two cores that was two
-    thirds of a step (0.6 of 0.9 s). One new trial barely moves the optimum, and started
-    there L-BFGS converges in a fraction of the iterations (``Surrogate.fit``'s own
-    ``state_dict`` warm start). A fit from scratch still runs whenever the data has grown by
+    Ax fits its model from scratch on every step: at 50 trials on the quickstart space that
+    took 0.6-0.7 s of a 1.1-2.1 s step. One new trial barely moves the optimum, and started
+    there L-BFGS converges in a third of the time (``Surrogate.fit``'s own ``state_dict``
+    warm start). A fit from scratch still runs whenever the data has grown by
     :data:`COLD_REFIT_GROWTH` since the last one, so the fit cannot stay in a poor optimum.
     Measured by ``benchmarks/bo_step.py`` (``fast-cold``) and ``benchmarks/zeus_traces.py``.
     """
