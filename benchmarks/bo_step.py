@@ -1,6 +1,6 @@
 """How long one BO step takes: Ax's default settings against greentune's fast step, same process.
 
-    python benchmarks/bo_step.py                    # both profiles, 53 sequential trials each (~25 min)
+    python benchmarks/bo_step.py                    # fast and ax-default, 53 sequential trials each (5-25 min)
     python benchmarks/bo_step.py --trials 33 --profiles fast
     python benchmarks/bo_step.py --profiles fast,fast-plain   # what the cost-aware acquisition adds
     python benchmarks/bo_step.py --profiles fast,fast-cold    # what warm-started model fits save

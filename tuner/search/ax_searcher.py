@@ -500,21 +500,18 @@ class WarmStartFits:
     def fit(self, original: Any, surrogate: Any, datasets: Sequence[Any], digest: Any, **kwargs: Any) -> None:
         key = (tuple(n for d in datasets for n in d.outcome_names), tuple(digest.feature_names))
         size = max(len(d.X) for d in datasets)
-        if kwargs.get("state_dict") is None and key in self.state \
-                and size < COLD_REFIT_GROWTH * self.cold_size[key]:
+        warm = kwargs.get("state_dict") is None and key in self.state \
+            and size < COLD_REFIT_GROWTH * self.cold_size[key]
+        if warm:
             try:
                 original(surrogate, datasets, digest, **{**kwargs, "state_dict": self.state[key]})
                 self.warm += 1
-                self._remember(key, surrogate)
-                return
             except RuntimeError:  # the model's shape changed (e.g. a model list now): start afresh
-                pass
-        original(surrogate, datasets, digest, **kwargs)
-        self.cold += 1
-        self.cold_size[key] = size
-        self._remember(key, surrogate)
-
-    def _remember(self, key: tuple, surrogate: Any) -> None:
+                warm = False
+        if not warm:
+            original(surrogate, datasets, digest, **kwargs)
+            self.cold += 1
+            self.cold_size[key] = size
         self.state[key] = {name: value.detach().clone() for name, value in surrogate.model.state_dict().items()}
 
 
