@@ -245,7 +245,7 @@ def test_mlflow_that_never_comes_back_warns_keeps_everything_and_flushes_later(
 _DISK_FULL_STUDY = r"""
 import json, sys
 import ray, tuner
-from tuner._atomic import OutputWriteError
+from tuner.atomic import OutputWriteError
 
 out, uri, control = sys.argv[1], sys.argv[2], sys.argv[3]
 ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR")

@@ -21,7 +21,7 @@ import tuner
 from tests import objectives_for_tests as objs
 from tests.carbon_servers import EM_TOKEN, WT_PASSWORD, serve
 from tests.local_cluster import MlflowServer
-from tuner._redact import (
+from tuner.redact import (
     MASK,
     RedactingFilter,
     has_credentials,

@@ -14,8 +14,15 @@ this package is imported in every trial process.
 from tuner._measure import measure
 from tuner._runner import tune
 from tuner._trial import get_checkpoint, report
-from tuner.config import ConfigError, StudyConfig, load_config
+from tuner.config import StudyConfig, load_config
 from tuner.energy import EnergyMeter, Measurement
+from tuner.errors import (
+    ConfigError,
+    GreentuneError,
+    GreentuneWarning,
+    OutputWriteError,
+    TrackingUnavailable,
+)
 from tuner.result import TuneResult
 
 __version__ = "0.1.0"
@@ -23,8 +30,12 @@ __version__ = "0.1.0"
 __all__ = [
     "ConfigError",
     "EnergyMeter",
+    "GreentuneError",
+    "GreentuneWarning",
     "Measurement",
+    "OutputWriteError",
     "StudyConfig",
+    "TrackingUnavailable",
     "TuneResult",
     "get_checkpoint",
     "load_config",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ray.tune import Callback
 
 from tuner._budget import EnergyLedger, TrialEntry
-from tuner._redact import redact
+from tuner.redact import redact
 from tuner.tracking import StudyTracker
 
 if TYPE_CHECKING:

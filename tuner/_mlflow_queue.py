@@ -24,7 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner._atomic import atomic_write
+from tuner.atomic import atomic_write
+from tuner.errors import TrackingUnavailable
 
 if TYPE_CHECKING:
     from tuner._budget import TrialEntry
@@ -48,8 +49,6 @@ _PERMANENT = frozenset({"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "R
                         "INVALID_STATE", "BAD_REQUEST", "MALFORMED_REQUEST"})
 
 
-class TrackingUnavailable(RuntimeError):
-    """The tracking server could not be reached when the study started (no energy spent yet)."""
 
 
 @contextmanager
@@ -72,7 +71,7 @@ def open_tracker(config: StudyConfig, output_dir: Path) -> QueuedTracker:
         with fail_fast():
             tracker = StudyTracker(config, output_dir)
     except Exception as exc:  # noqa: BLE001 - any failure here is "cannot track"
-        from tuner._redact import redact
+        from tuner.redact import redact
 
         raise TrackingUnavailable(
             redact(f"MLflow at {config.tracking_uri} is unreachable, so the study did not start: {exc}")

@@ -13,10 +13,10 @@ from typing import Any
 
 import pandas as pd
 
-from tuner._atomic import OutputWriteError
+from tuner.atomic import OutputWriteError
 from tuner._budget import BudgetGate, BudgetStopper, EnergyLedger
 from tuner._callback import StudyCallback
-from tuner._redact import protect_study, redact_obj
+from tuner.redact import protect_study, redact_obj
 from tuner._state import (
     LEDGER_FILE,
     SEARCHER_FILE,

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from tuner._atomic import atomic_write
+from tuner.atomic import atomic_write
 
 STATE_FILE = "study.json"
 TRIALS_FILE = "trials.csv"

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tuner._redact import redact
+from tuner.redact import redact
 from tuner.config import ENERGY_METRIC, EnergySettings
 from tuner.energy import Measurement, make_meter
 

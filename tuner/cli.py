@@ -7,7 +7,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from tuner._redact import install_log_redaction, redact
+from tuner.redact import install_log_redaction, redact
 from tuner.carbon.cli import add_commands as add_carbon_commands
 from tuner.carbon.cli import run as run_carbon
 from tuner.config import ConfigError

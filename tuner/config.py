@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from tuner.errors import ConfigError, GridSizeWarning
+
 ENERGY_METRIC = "energy_kwh"
 """The second objective of every study, always minimised."""
 
@@ -38,8 +40,6 @@ RESERVED_NAMES = frozenset(
 )
 
 
-class ConfigError(ValueError):
-    """A study config is invalid. The message names the field and the fix."""
 
 
 class _Strict(BaseModel):
@@ -504,8 +504,6 @@ LARGE_GRID_POINTS = 10_000  # warn above this many grid points
 MAX_GRID_POINTS = 10_000_000  # the grid searcher holds every point in memory
 
 
-class GridSizeWarning(UserWarning):
-    """A grid study has more points than will run (or than is sensible)."""
 
 
 def grid_points(config: StudyConfig) -> int:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner._redact import redact, redact_obj
+from tuner.redact import redact, redact_obj
 from tuner.config import ENERGY_METRIC
 
 if TYPE_CHECKING:

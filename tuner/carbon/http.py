@@ -18,9 +18,9 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from tuner.errors import ProviderError
 
-class ProviderError(RuntimeError):
-    """A carbon API could not answer; the message is safe to log (no secrets)."""
+
 
 
 class JsonClient:

@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from tuner.errors import SourceUnavailable
 
-class SourceUnavailable(Exception):
-    """A source cannot be used here; the message is the reason recorded for the fallback."""
+
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,12 @@ from typing import Any
 from tuner.config import POWER_LIMIT_PARAM
 from tuner.energy.counter import SourceUnavailable
 from tuner.energy.nvml import GpuDevice, open_nvml, select_devices
+from tuner.errors import PowerLimitError
 
 __all__ = ["POWER_LIMIT_PARAM", "PowerLimitError", "check_power_limit_access", "gpu_power_limit"]
 logger = logging.getLogger("tuner")
 
 
-class PowerLimitError(RuntimeError):
-    """The power limit cannot be applied here (no NVML, no privileges, out of range)."""
 
 
 @contextmanager

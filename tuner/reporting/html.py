@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from tuner._redact import redact
+from tuner.redact import redact
 from tuner.config import ENERGY_METRIC
 
 if TYPE_CHECKING:

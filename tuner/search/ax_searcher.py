@@ -278,7 +278,7 @@ class AxSearcher(GreentuneSearcher):
 
     def save_state(self, path: Path) -> bool:
         """Ax's snapshot (what ``Client.save_to_json_file`` writes), never half-written."""
-        from tuner._atomic import atomic_write
+        from tuner.atomic import atomic_write
 
         snapshot = self.client._to_json_snapshot()  # noqa: SLF001 - the body of save_to_json_file (Ax 1.3.1)
         atomic_write(path, lambda handle: handle.write(json.dumps(snapshot)))

@@ -15,15 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from tuner.errors import OutputWriteError
 
-class OutputWriteError(OSError):
-    """A study output could not be written; the file on disk is still its previous version.
 
-    ``result`` holds the study's :class:`~tuner.TuneResult` when the failure came after
-    the study finished, so that its figures are not lost with the file.
-    """
-
-    result: Any = None
 
 
 def atomic_write(path: Path, write: Callable[[IO[str]], None]) -> None:

@@ -1,0 +1,54 @@
+"""Every error and warning greentune raises on purpose, under one root each.
+
+``except tuner.GreentuneError`` catches anything greentune refused or could not do;
+``warnings.simplefilter("error", tuner.GreentuneWarning)`` turns its warnings into
+errors. Each type also derives from the built-in that describes it (``ValueError``
+for a bad config, ``OSError`` for a file), so code written against those still works.
+This module imports nothing: every package may raise from it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GreentuneError(Exception):
+    """The root of greentune's errors."""
+
+
+class ConfigError(GreentuneError, ValueError):
+    """A study config is invalid. The message names the field and the fix."""
+
+
+class OutputWriteError(GreentuneError, OSError):
+    """A study output could not be written; the file on disk is still its previous version.
+
+    ``result`` holds the study's :class:`~tuner.TuneResult` when the failure came after
+    the study finished, so that its figures are not lost with the file.
+    """
+
+    result: Any = None
+
+
+class TrackingUnavailable(GreentuneError, RuntimeError):
+    """The tracking server could not be reached when the study started (no energy spent yet)."""
+
+
+class PowerLimitError(GreentuneError, RuntimeError):
+    """The power limit cannot be applied here (no NVML, no privileges, out of range)."""
+
+
+class ProviderError(GreentuneError, RuntimeError):
+    """A carbon API could not answer; the message is safe to log (no secrets)."""
+
+
+class SourceUnavailable(GreentuneError):
+    """An energy source cannot be used here; the message is the reason recorded for the fallback."""
+
+
+class GreentuneWarning(UserWarning):
+    """The root of greentune's warnings."""
+
+
+class GridSizeWarning(GreentuneWarning):
+    """A grid study has more points than will run (or than is sensible)."""
