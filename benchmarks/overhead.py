@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tuner.config import load_config
-from tuner.search import RandomSearcher, make_searcher
+from tuner.search import Outcome, RandomSearcher, make_searcher
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "examples" / "quickstart.yaml"
@@ -40,9 +40,7 @@ def _synthetic(params: dict) -> tuple[float, float]:
 
 def _complete(searcher, trial_id: str, params: dict) -> None:
     accuracy, energy = _synthetic(params)
-    searcher.on_trial_complete(
-        trial_id, {"greentune_status": "completed", "accuracy": accuracy, "energy_kwh": energy}
-    )
+    searcher.complete(trial_id, Outcome("completed", accuracy, energy))
 
 
 def ax_step_times(levels: list[int], repeats: int, seed: int = 0) -> dict[int, list[float]]:
@@ -62,7 +60,7 @@ def ax_step_times(levels: list[int], repeats: int, seed: int = 0) -> dict[int, l
             start = time.perf_counter()
             searcher.suggest(trial_id)
             samples.append(time.perf_counter() - start)
-            searcher.on_trial_complete(trial_id, {"greentune_status": "stopped"})  # abandoned
+            searcher.complete(trial_id, Outcome("stopped"))  # abandoned
         times[level] = samples
         print(f"  {level:>3} completed: median {statistics.median(samples):.2f} s, "
               f"p90 {np.percentile(samples, 90):.2f} s  ({repeats} steps)", flush=True)

@@ -17,11 +17,11 @@ import pytest
 
 import tuner
 from tests import bad_objectives
-from tuner import _trial as trial_module
-from tuner._trial import _final_record
+from tuner import trial as trial_module
 from tuner.config import ConfigError, GridSizeWarning, load_config
 from tuner.energy import Measurement
-from tuner.search.base import outcome_from_result
+from tuner.study.ledger import EnergyLedger
+from tuner.trial import _final_record
 
 ROOT = Path(__file__).resolve().parents[1]
 OBJ = "objective: tests.objectives_for_tests:quadratic\n"
@@ -231,7 +231,10 @@ def test_no_bad_metric_reaches_the_front_or_mlflow(bad_study):
     ids=["nan_metric", "inf_energy"],
 )
 def test_searcher_never_tells_the_model_a_non_finite_outcome(result: dict):
-    outcome = outcome_from_result(result, "accuracy", error=False)
+    ledger = EnergyLedger(1.0, 10.0, "accuracy")
+    ledger.start("t", {})
+    ledger.observe("t", result)
+    outcome = ledger.outcome("t")
     assert outcome.status == "failed" and "not finite" in (outcome.error or "")
 
 

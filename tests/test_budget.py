@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from ray.tune.search import Searcher
 
-from tuner._budget import BudgetGate, BudgetStopper, EnergyLedger
 from tuner.config import FloatRange
 from tuner.energy import J_PER_KWH
 from tuner.search import RandomSearcher
+from tuner.study.budget import BudgetGate, StudyStopper
+from tuner.study.ledger import EnergyLedger
 
 
 def _ledger(budget=1.0, overhead_s=0.0):
@@ -29,7 +30,7 @@ def test_live_heartbeats_replace_and_finals_freeze():
     ledger.observe("t1", _beat(0.3, "completed", accuracy=0.9))  # duplicate final
     ledger.observe("t1", _beat(0.9))  # a late heartbeat cannot reopen a final entry
     assert ledger.trials_kwh == 0.3
-    assert ledger.entries["t1"].metrics["accuracy"] == 0.9
+    assert ledger.records["t1"].metrics["accuracy"] == 0.9
 
 
 def test_overhead_counts_against_the_budget():
@@ -75,14 +76,14 @@ def test_crash_keeps_last_live_energy_and_close_marks_stopped():
     assert ledger.should_stop()
     closed = ledger.close_unfinished()
     assert [e.trial_id for e in closed] == ["b"]
-    assert ledger.entries["a"].status == "failed" and ledger.entries["a"].energy_kwh == 0.2
-    assert ledger.entries["b"].status == "stopped_by_budget"
+    assert ledger.records["a"].status == "failed" and ledger.records["a"].energy_kwh == 0.2
+    assert ledger.records["b"].status == "stopped_by_budget"
     assert ledger.trials_kwh == pytest.approx(0.6)
 
 
 def test_stopper_fires_when_the_ledger_reaches_the_budget():
     ledger = _ledger(budget=0.5)
-    stopper = BudgetStopper(ledger)
+    stopper = StudyStopper(ledger)
     assert not stopper("a", _beat(0.3))
     assert not stopper.stop_all()
     assert stopper("b", _beat(0.25))
@@ -94,7 +95,7 @@ def test_stopper_fires_when_the_ledger_reaches_the_budget():
 def test_stopper_looks_one_report_interval_ahead():
     # 3.6 MW for 2 s is 2 kWh: the next heartbeat would pass the 10 kWh budget.
     ledger = _ledger(budget=10.0)
-    stopper = BudgetStopper(ledger)
+    stopper = StudyStopper(ledger)
     assert not stopper("a", _beat(7.0, avg_power_w=1.0))
     assert stopper("a", _beat(8.5, avg_power_w=3.6e6))
     assert not ledger.exhausted  # stopped before the budget was reached

@@ -8,10 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tuner._budget import EnergyLedger, TrialEntry, is_info_key
 from tuner.carbon import CsvProvider, IntensitySeries, StaticProvider
 from tuner.carbon.accounting import CarbonAccountant, clean_timeline, trial_co2
 from tuner.carbon.fallback import FallbackProvider
+from tuner.study.ledger import EnergyLedger
+from tuner.study.record import TrialRecord, is_info_key
 
 T0 = pd.Timestamp("2020-06-01 00:00Z").timestamp()
 H = 3600.0
@@ -75,8 +76,8 @@ def test_reported_energy_takes_the_shape_of_the_heartbeats() -> None:
     assert [e for _, e in shaped] == pytest.approx([0.0, 2.0, 4.0, 6.0])
 
 
-def _entry(start: float, end: float, kwh: float, beats: list[tuple[float, float]]) -> TrialEntry:
-    entry = TrialEntry("t", {}, status="completed", energy_kwh=kwh, started_at=start)
+def _entry(start: float, end: float, kwh: float, beats: list[tuple[float, float]]) -> TrialRecord:
+    entry = TrialRecord("t", {}, status="completed", energy_kwh=kwh, started_at=start)
     entry.run_started_at, entry.ended_at, entry.energy_timeline = start, end, beats
     return entry
 
@@ -149,7 +150,7 @@ def test_ledger_records_the_energy_timeline_once_per_result() -> None:
             "training_iteration": 3,
         },
     )
-    entry = ledger.entries["t1"]
+    entry = ledger.records["t1"]
     assert [e for _, e in entry.energy_timeline] == [0.1, 0.2]
     assert entry.run_started_at is not None
     assert entry.run_started_at <= entry.energy_timeline[0][0] - 2.0 + 1e-6

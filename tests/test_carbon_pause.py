@@ -18,8 +18,8 @@ import tuner
 from tests import objectives_for_tests as objs
 from tests.carbon_servers import serve
 from tests.test_carbon_gate import BrokenProvider, FakeClock, SeriesProvider
-from tuner._budget import EnergyLedger
 from tuner.carbon.pause import CarbonPauseScheduler
+from tuner.study.ledger import EnergyLedger
 
 T0 = datetime(2020, 3, 2, 0, 0, tzinfo=timezone.utc)
 H = timedelta(hours=1)
@@ -124,9 +124,9 @@ def test_a_pause_booked_by_the_scheduler_holds_until_the_trial_runs_again():
     ledger.start("t", {})
     result = {"energy_kwh": 1e-6, "greentune_segment": "a", "training_iteration": 1}
     ledger.observe("t", result)  # the budget stopper's look at the result
-    ledger.entries["t"].status = "paused"  # the scheduler answers PAUSE
+    ledger.pause("t", 1)  # the scheduler answers PAUSE
     assert ledger.observe("t", result).status == "paused"  # the callback's look does not undo it
-    assert not ledger.entries["t"].final and ledger.running()
+    assert not ledger.records["t"].final and ledger.running()
 
 
 @pytest.mark.ray
@@ -150,7 +150,7 @@ def test_study_pauses_a_trial_while_the_grid_is_dirty_and_finishes_it_from_its_c
                     entries = json.loads((out / "ledger.json").read_text())["entries"]
                 except (FileNotFoundError, json.JSONDecodeError):
                     entries = []
-                if any((e["info"].get("greentune_epochs") or 0) >= 3 for e in entries):
+                if any((e.get("n_reports") or 0) >= 3 for e in entries):
                     break
                 time.sleep(0.1)
             hold.touch()

@@ -242,8 +242,8 @@ def test_registry_builds_each_provider_with_a_static_fallback(tmp_path: Path) ->
 
 
 def test_trials_left_takes_the_tighter_of_max_trials_and_budget() -> None:
-    from tuner._budget import EnergyLedger
     from tuner.carbon.wiring import trials_left
+    from tuner.study.ledger import EnergyLedger
 
     ledger = EnergyLedger(1.0, watts_per_core=10.0, metric="accuracy")
     assert trials_left(ledger, None) is None
@@ -258,10 +258,10 @@ def test_policy_wraps_the_searcher_in_a_gate_planning_the_remaining_work(tmp_pat
 
     from ray.tune.search import Searcher
 
-    from tuner._budget import EnergyLedger
     from tuner.carbon.gate import CarbonGate
     from tuner.carbon.wiring import gate_searcher
     from tuner.config import load_config
+    from tuner.study.ledger import EnergyLedger
 
     inner = Searcher()
     ledger = EnergyLedger(1.0, watts_per_core=10.0, metric="accuracy")

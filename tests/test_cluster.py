@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.fakes.fake_pynvml import NODE_GPUS, node_fleet
 from tests.local_cluster import LocalCluster, MlflowServer, WorkerSpec
-from tuner._state import read_trials_csv
+from tuner.study.files import read_trials_csv
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[1]

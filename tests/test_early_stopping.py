@@ -48,25 +48,20 @@ def test_failure_model_flags_repeats_and_a_failing_neighbourhood_only():
     assert model.failure_probability({"bn": False, "act": "gelu", "width": 64, "depth": 1}) < 0.5
 
 
-def test_pareto_stopper_stops_a_trial_that_cannot_catch_the_front_and_skips_heartbeats():
-    from ray.tune.stopper import CombinedStopper
+def test_pareto_early_stopping_stops_a_trial_that_cannot_catch_the_front_and_skips_heartbeats():
+    from tuner.search.early_stopping import ParetoEarlyStopping
 
-    from tuner.search.early_stopping import ParetoStopper
-
-    stopper = ParetoStopper("accuracy", "max", horizon_kwh=5.0)
+    stopping = ParetoEarlyStopping("max", horizon_kwh=5.0)
     # a finished trial makes the front: 0.9 at 1 kWh
     for n, (kwh, acc) in enumerate([(0.3, 0.5), (0.6, 0.8), (1.0, 0.9)], start=1):
-        assert not stopper("a", {"accuracy": acc, "energy_kwh": kwh, "greentune_status": "running",
-                                 "greentune_epochs": n})
-    assert not stopper("a", {"accuracy": 0.9, "energy_kwh": 1.0, "greentune_status": "completed"})
-    assert stopper.front == [(1.0, 0.9)]
+        assert not stopping.observe("a", n, kwh, acc)
+    assert not stopping.observe("a", 3, 1.0, 0.9, finished=True, completed=True)
+    assert stopping.front == [(1.0, 0.9)]
     # a slow learner: two reports, a heartbeat repeating the second (not a third report), then a third
     slow = [(1.0, 0.2, 1), (2.0, 0.25, 2), (2.5, 0.25, 2), (3.0, 0.3, 3)]
-    decisions = [stopper("b", {"accuracy": acc, "energy_kwh": kwh, "greentune_status": "running",
-                               "greentune_epochs": n}) for kwh, acc, n in slow]
+    decisions = [stopping.observe("b", n, kwh, acc) for kwh, acc, n in slow]
     assert decisions == [False, False, False, True]
-    assert stopper.stopped == ["b"] and (3.0, 0.3) in stopper.front
-    assert not CombinedStopper(stopper).stop_all()
+    assert stopping.stopped == ["b"] and (3.0, 0.3) in stopping.front
 
 
 def test_early_stopping_config_field_is_validated():

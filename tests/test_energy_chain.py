@@ -10,7 +10,6 @@ import time
 import pytest
 
 from tests.fakes.fake_powercap import intel_two_socket
-from tuner._trial import TrialSettings, _final_record
 from tuner.config import ConfigError, EnergySettings, load_config
 from tuner.energy import (
     J_PER_KWH,
@@ -23,6 +22,7 @@ from tuner.energy import (
 from tuner.energy.attribution import OTHER, cpu_share, split_by_cpu_time, subtract_idle
 from tuner.energy.rapl import RaplCounter, discover_zones
 from tuner.energy.tdp import DEFAULT_WATTS_PER_CORE, watts_per_core
+from tuner.trial import TrialSettings, _final_record
 
 
 def _burn(seconds: float) -> None:

@@ -19,8 +19,8 @@ from tests.fakes.fake_pynvml import FakeGpu, FakeNvml
 from tests.fakes.traces import SineTrace
 from tuner.config import EnergySettings
 from tuner.energy import J_PER_KWH, make_meter
-from tuner.energy.counter import SourceUnavailable
 from tuner.energy.nvml import NvmlCounter, open_nvml, select_devices
+from tuner.errors import SourceUnavailable
 
 VOLTA = SineTrace(200.0, 60.0, period=0.9)
 PASCAL = SineTrace(120.0, 30.0, period=1.3)

@@ -18,8 +18,8 @@ from tests.fakes.fake_powercap import FakePowercap, FakeZone, intel_two_socket, 
 from tests.fakes.traces import SineTrace
 from tuner.config import EnergySettings
 from tuner.energy import J_PER_KWH, make_meter
-from tuner.energy.counter import SourceUnavailable
 from tuner.energy.rapl import RaplCounter, discover_zones
+from tuner.errors import SourceUnavailable
 
 SLACK_S = 0.02
 

@@ -8,7 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import tuner
-from tuner._state import read_trials_csv
+from tuner.study.files import read_trials_csv
 
 pytestmark = pytest.mark.ray
 

@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 import tuner
 from tests import fault_objectives as faults
 from tests.local_cluster import MlflowServer, free_port
-from tuner._state import read_trials_csv
+from tuner.study.files import read_trials_csv
 
 pytestmark = pytest.mark.ray
 X = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
@@ -171,7 +171,7 @@ def _served_controller(tmp_path: Path) -> tuple[_Controller, Path, str]:
 
 
 def test_mlflow_down_mid_study_queues_on_disk_and_flushes_when_back(ray_session, tmp_path: Path):
-    from tuner._mlflow_queue import QUEUE_FILE, DiskQueue
+    from tuner.tracking.queue import QUEUE_FILE, DiskQueue
 
     ctl, out, uri = _served_controller(tmp_path)
 
@@ -204,8 +204,8 @@ def test_mlflow_down_mid_study_queues_on_disk_and_flushes_when_back(ray_session,
 def test_mlflow_that_never_comes_back_warns_keeps_everything_and_flushes_later(
     ray_session, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
-    from tuner._mlflow_queue import QUEUE_FILE, DiskQueue
     from tuner.cli import main
+    from tuner.tracking.queue import QUEUE_FILE, DiskQueue
 
     ctl, out, uri = _served_controller(tmp_path)
 
@@ -262,7 +262,7 @@ except OutputWriteError as exc:
                   trials=exc.result.trials.to_dict("records"))
 # What a user finds on the full disk afterwards (the tmpfs goes away with this process).
 import glob, os
-from tuner._state import read_trials_csv
+from tuner.study.files import read_trials_csv
 csv = os.path.join(out, "trials.csv")
 report["disk_rows"] = read_trials_csv(csv).to_dict("records") if os.path.exists(csv) else None
 report["temp_files"] = glob.glob(os.path.join(out, ".*.tmp"))
@@ -339,9 +339,9 @@ def test_gpu_lost_mid_trial_completes_the_trial_with_a_degraded_source():
     """
     from tests.fakes.fake_pynvml import FakeGpu, FakeNvml
     from tests.fakes.traces import SineTrace
-    from tuner._trial import _final_record
     from tuner.config import EnergySettings
     from tuner.energy import make_meter
+    from tuner.trial import _final_record
 
     fake = FakeNvml([FakeGpu("Tesla V100-SXM2-16GB", "GPU-aaaa", SineTrace(200.0, 60.0, period=0.9))])
     meter = make_meter(EnergySettings(), gpu_ids=["0"], nvml_module=fake)
@@ -422,9 +422,9 @@ def test_replaying_a_half_written_trial_records_it_once(tmp_path: Path):
     """A server that died between creating a trial's child run and finishing it: the replay
     replaces the partial run, so the trial is in MLflow exactly once (real SQLite store)."""
     from tests import objectives_for_tests as objs
-    from tuner._budget import TrialEntry
-    from tuner._mlflow_queue import QUEUE_FILE, DiskQueue, flush_output_dir, open_tracker
     from tuner.config import load_config
+    from tuner.study.record import TrialRecord
+    from tuner.tracking.queue import QUEUE_FILE, DiskQueue, flush_output_dir, open_tracker
 
     out = tmp_path / "out"
     out.mkdir()
@@ -432,7 +432,7 @@ def test_replaying_a_half_written_trial_records_it_once(tmp_path: Path):
     tracker = open_tracker(cfg, out)
     run_id = tracker.start_study(cfg)
     (out / "study.json").write_text(json.dumps({"mlflow_run_id": run_id, "tracking_uri": cfg.tracking_uri}))
-    entry = TrialEntry("t1", {"x": 0.25}, status="completed", energy_kwh=2e-6, metrics={"accuracy": 0.4})
+    entry = TrialRecord("t1", {"x": 0.25}, status="completed", energy_kwh=2e-6, metrics={"accuracy": 0.4})
     tracker.client.create_run(tracker.experiment_id, run_name="trial-t1", tags={
         "mlflow.parentRunId": run_id, "greentune.trial_id": "t1"})  # the half-written attempt
     queue = DiskQueue(out / QUEUE_FILE)
@@ -448,13 +448,13 @@ def test_replaying_a_half_written_trial_records_it_once(tmp_path: Path):
 
 def test_booking_run_ids_keeps_numeric_looking_trial_ids_and_every_other_cell(tmp_path: Path):
     """Ray trial ids are hex: ``5e123456`` must stay text, and only empty run ids are filled."""
-    from tuner._mlflow_queue import book_run_ids
+    from tuner.study.files import StudyFiles
 
     header = "trial_id,status,width,energy_kwh,n_reports,mlflow_run_id\n"
     (tmp_path / "trials.csv").write_text(header + "5e123456,completed,8,0.5,3,\n00000001,completed,16,0.25,,abc\n")
     (tmp_path / "ledger.json").write_text(json.dumps({"entries": [
         {"trial_id": "5e123456", "mlflow_run_id": ""}, {"trial_id": "00000001", "mlflow_run_id": "abc"}]}))
-    book_run_ids(tmp_path, {"5e123456": "r1", "00000001": "other"})
+    StudyFiles(tmp_path).book_run_ids({"5e123456": "r1", "00000001": "other"})
     assert (tmp_path / "trials.csv").read_text() == (
         header + "5e123456,completed,8,0.5,3,r1\n00000001,completed,16,0.25,,abc\n")
     table = read_trials_csv(tmp_path / "trials.csv")

@@ -18,7 +18,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.local_cluster import LocalCluster, WorkerSpec, _kill_sessions
-from tuner._state import read_trials_csv
+from tuner.study.files import read_trials_csv
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[1]

@@ -13,9 +13,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tuner._budget import EnergyLedger
 from tuner.config import RESERVED_NAMES, RESERVED_PREFIXES, ConfigError, StudyConfig, load_config
 from tuner.energy import J_PER_KWH
+from tuner.study.ledger import EnergyLedger
 
 OBJECTIVE = "tests.objectives_for_tests:quadratic"
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -208,7 +208,7 @@ def test_ledger_books_stay_straight(sequence: list[tuple[str, str, Any]]):
     frozen: dict[str, float] = {}
     for event in sequence:
         _apply(ledger, clock, segments, event)
-        for trial_id, entry in ledger.entries.items():
+        for trial_id, entry in ledger.records.items():
             assert entry.energy_kwh >= 0 and math.isfinite(entry.energy_kwh)
             if trial_id in frozen:  # a final figure never changes again
                 assert entry.energy_kwh == frozen[trial_id]
@@ -218,10 +218,10 @@ def test_ledger_books_stay_straight(sequence: list[tuple[str, str, Any]]):
                 frozen.setdefault(trial_id, entry.energy_kwh)
             before[trial_id] = entry.energy_kwh
         assert ledger.overhead_kwh == pytest.approx(clock[0] * WATTS / J_PER_KWH)
-        parts = sum(e.energy_kwh for e in ledger.entries.values()) + ledger.overhead_kwh
+        parts = sum(e.energy_kwh for e in ledger.records.values()) + ledger.overhead_kwh
         assert ledger.total_kwh == pytest.approx(parts, rel=1e-12, abs=1e-15)
         assert ledger.total_kwh >= 0
     closed = {e.trial_id for e in ledger.close_unfinished()}
-    assert all(ledger.entries[t].final for t in closed)
-    assert all(ledger.entries[t].energy_kwh == before[t] for t in closed)  # closing keeps what was spent
+    assert all(ledger.records[t].final for t in closed)
+    assert all(ledger.records[t].energy_kwh == before[t] for t in closed)  # closing keeps what was spent
     assert ledger.total_kwh == pytest.approx(sum(before.values()) + ledger.overhead_kwh, rel=1e-12, abs=1e-15)

@@ -195,7 +195,7 @@ def test_report_artifacts_exist_and_match_the_trials_table(tmp_path: Path):
 
 def test_rebuild_from_disk_reproduces_the_numbers(tmp_path: Path):
     from tuner.cli import main
-    from tuner.tracking import _config_dump
+    from tuner.config import config_dump
 
     result = synthetic_result()
     study = tmp_path / "study"
@@ -203,7 +203,7 @@ def test_rebuild_from_disk_reproduces_the_numbers(tmp_path: Path):
     result.trials.to_csv(study / "trials.csv", index=False)
     (study / "study.json").write_text(json.dumps({
         "name": "synthetic", "mlflow_run_id": None, "total_energy_kwh": result.total_energy_kwh,
-        "overhead_kwh": result.overhead_kwh, "config": _config_dump(result.config)}, default=str))
+        "overhead_kwh": result.overhead_kwh, "config": config_dump(result.config)}, default=str))
     loaded = load_from_dir(study)
     assert loaded.config.search_space == result.config.search_space
     assert loaded.pareto_front["trial_id"].tolist() == result.pareto_front["trial_id"].tolist()
@@ -259,4 +259,4 @@ def test_loading_the_report_package_leaves_tuner_report_the_function():
     import tuner
     import tuner.reporting.build  # noqa: F401
 
-    assert callable(tuner.report) and tuner.report.__module__ == "tuner._trial"
+    assert callable(tuner.report) and tuner.report.__module__ == "tuner.trial"

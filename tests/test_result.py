@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tuner.result import TuneResult, pareto_mask
+from tuner.pareto import pareto_mask
+from tuner.result import TuneResult
 
 
 def _result(rows, mode="max"):

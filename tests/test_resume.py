@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tuner._state import read_trials_csv
 from tuner.search.base import Outcome
+from tuner.study.files import read_trials_csv
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,9 +196,10 @@ def test_a_damaged_ax_snapshot_is_rebuilt_from_the_ledger(tmp_path: Path):
 
 
 def test_interrupted_trials_do_not_use_up_max_trials_and_a_fired_budget_stop_holds():
-    from tuner._budget import BudgetGate, EnergyLedger
     from tuner.config import FloatRange
     from tuner.search import GridSearcher
+    from tuner.study.budget import BudgetGate
+    from tuner.study.ledger import EnergyLedger
 
     ledger = EnergyLedger(1.0, 10.0, "accuracy")
     ledger.restore({"overhead_kwh": 1e-6, "stopped_at": None, "entries": [
@@ -225,10 +226,10 @@ def test_resume_refuses_when_the_ledger_is_gone_but_trials_were_recorded(tmp_pat
     out.mkdir()
     config = {"objective": "tests.objectives_for_tests:quadratic", "budget_kwh": 1.0, "output_dir": out,
               "search_space": {"x": {"type": "float", "low": 0.0, "high": 1.0}}}
-    from tuner.tracking import _config_dump
+    from tuner.config import config_dump
 
     cfg = tuner.load_config(config)
-    (out / "study.json").write_text(json.dumps({"name": "s", "mlflow_run_id": "", "config": _config_dump(cfg),
+    (out / "study.json").write_text(json.dumps({"name": "s", "mlflow_run_id": "", "config": config_dump(cfg),
                                                 "tracking_uri": cfg.tracking_uri, "started_at": 0}))
     (out / "trials.csv").write_text("trial_id,status\na,completed\n")
     with pytest.raises(ConfigError, match="ledger.json is missing"):

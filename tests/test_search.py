@@ -9,8 +9,8 @@ import pytest
 from ray.tune.search import Searcher
 
 from tuner.config import Choice, FloatRange, IntRange, load_config
-from tuner.result import pareto_mask
-from tuner.search import GridSearcher, RandomSearcher, make_searcher
+from tuner.pareto import pareto_mask
+from tuner.search import GridSearcher, Outcome, RandomSearcher, make_searcher
 from tuner.search.baselines import grid_levels
 
 SPACE = {
@@ -21,9 +21,7 @@ SPACE = {
 
 
 def _complete(searcher, trial_id, metric, energy):
-    searcher.on_trial_complete(
-        trial_id, {"greentune_status": "completed", "accuracy": metric, "energy_kwh": energy}
-    )
+    searcher.complete(trial_id, Outcome("completed", metric, energy))
 
 
 def test_grid_levels_are_log_spaced_and_integer():
@@ -75,9 +73,9 @@ def test_failed_and_stopped_outcomes_are_accepted():
     searcher.suggest("a")
     searcher.suggest("b")
     searcher.suggest("c")
-    searcher.on_trial_complete("a", {"greentune_status": "failed", "greentune_error": "boom"})
-    searcher.on_trial_complete("b", None, error=True)
-    searcher.on_trial_complete("c", {"greentune_status": "running"})
+    searcher.complete("a", Outcome("failed", error="boom"))
+    searcher.complete("b", Outcome("failed"))
+    searcher.complete("c", Outcome("stopped"))
     statuses = {t.index: t.status.name for t in searcher.client._experiment.trials.values()}
     assert sorted(statuses.values()) == ["ABANDONED", "FAILED", "FAILED"]
 

@@ -21,6 +21,7 @@ import tuner
 from tests import objectives_for_tests as objs
 from tests.carbon_servers import EM_TOKEN, WT_PASSWORD, serve
 from tests.local_cluster import MlflowServer
+from tuner.energy import Measurement
 from tuner.redact import (
     MASK,
     RedactingFilter,
@@ -30,8 +31,7 @@ from tuner.redact import (
     redact_obj,
     secret_values,
 )
-from tuner._trial import _final_record
-from tuner.energy import Measurement
+from tuner.trial import _final_record
 
 ROOT = Path(__file__).resolve().parents[1]
 URI_SECRET = "uri-pw-Zq81x"

@@ -12,8 +12,6 @@ this package is imported in every trial process.
 """
 
 from tuner._measure import measure
-from tuner._runner import tune
-from tuner._trial import get_checkpoint, report
 from tuner.config import StudyConfig, load_config
 from tuner.energy import EnergyMeter, Measurement
 from tuner.errors import (
@@ -24,6 +22,8 @@ from tuner.errors import (
     TrackingUnavailable,
 )
 from tuner.result import TuneResult
+from tuner.study import Study, tune
+from tuner.trial import get_checkpoint, report
 
 __version__ = "0.1.0"
 
@@ -34,6 +34,7 @@ __all__ = [
     "GreentuneWarning",
     "Measurement",
     "OutputWriteError",
+    "Study",
     "StudyConfig",
     "TrackingUnavailable",
     "TuneResult",

@@ -13,11 +13,9 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from tuner.errors import OutputWriteError
-
-
 
 
 def atomic_write(path: Path, write: Callable[[IO[str]], None]) -> None:

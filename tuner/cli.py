@@ -7,11 +7,11 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from tuner.redact import install_log_redaction, redact
 from tuner.carbon.cli import add_commands as add_carbon_commands
 from tuner.carbon.cli import run as run_carbon
 from tuner.config import ConfigError
 from tuner.energy.cli import add_meter_command
+from tuner.redact import install_log_redaction, redact
 from tuner.reporting.cli import add_report_command, run_report
 
 
@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from tuner._runner import tune
+    from tuner.study import tune
 
     try:
         result = tune(
@@ -86,7 +86,7 @@ def _flush(args: argparse.Namespace) -> int:
     """Exit 0 when the queue is empty afterwards, 1 when records are still waiting."""
     from pathlib import Path
 
-    from tuner._mlflow_queue import QUEUE_FILE, flush_output_dir
+    from tuner.tracking.queue import QUEUE_FILE, flush_output_dir
 
     out = Path(args.output_dir).expanduser()
     if not (out / "study.json").is_file():

@@ -28,18 +28,11 @@ from pydantic import (
 )
 
 from tuner.errors import ConfigError, GridSizeWarning
-
-ENERGY_METRIC = "energy_kwh"
-"""The second objective of every study, always minimised."""
+from tuner.redact import redact_obj
+from tuner.study.record import ENERGY_METRIC as ENERGY_METRIC  # the second objective of every study
+from tuner.study.record import RESERVED_NAMES, RESERVED_PREFIXES
 
 POWER_LIMIT_PARAM = "gpu_power_limit_w"  # applied to the trial's GPUs through NVML
-RESERVED_PREFIXES = ("energy_", "hw_", "carbon_", "co2_", "greentune_")
-RESERVED_NAMES = frozenset(
-    {ENERGY_METRIC, "energy_source", "duration_s", "avg_power_w", "cpu_time_s", "status", "error",
-     "trial_id", "n_reports", "node", "mlflow_run_id", "co2_kg"}
-)
-
-
 
 
 class _Strict(BaseModel):
@@ -640,3 +633,29 @@ def _describe(exc: ValidationError) -> str:
             msg = "is required"
         lines.append(f"{loc or 'config'}: {msg}")
     return "invalid study config: " + "; ".join(lines)
+
+
+def config_dump(config: StudyConfig) -> dict[str, Any]:
+    """The config as JSON-ready data, the objective as its import path, secrets masked:
+    what ``study.json`` and MLflow's ``config.json`` hold, and a resume compares."""
+    data = config.model_dump(mode="json", exclude={"objective"})
+    objective = config.objective
+    data["objective"] = objective if isinstance(objective, str) else f"{objective.__module__}:{objective.__qualname__}"
+    return redact_obj(data)
+
+
+def config_from_dump(data: dict[str, Any], fallback_name: str | None = None) -> StudyConfig:
+    """Validate a stored config without importing its objective (a placeholder stands in)."""
+    data = dict(data)
+    objective_name = str(data.get("objective", "unknown"))
+
+    def objective(params: dict[str, Any]) -> dict[str, float]:
+        raise RuntimeError(f"this config was rebuilt from a record; its objective '{objective_name}' was not loaded")
+
+    data["objective"] = objective
+    if not data.get("name") and fallback_name:
+        data["name"] = fallback_name
+    try:
+        return StudyConfig.model_validate(data)
+    except Exception as exc:
+        raise ConfigError(f"the stored study config is not valid for this greentune version: {exc}") from exc

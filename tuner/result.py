@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -10,25 +12,13 @@ import numpy as np
 import pandas as pd
 
 from tuner.config import ENERGY_METRIC
+from tuner.pareto import pareto_mask
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from plotly.graph_objects import Figure as PlotlyFigure
 
     from tuner.config import StudyConfig
-
-
-def pareto_mask(metric: np.ndarray, energy: np.ndarray, mode: str = "max") -> np.ndarray:
-    """True for points no other point dominates (better or equal in both, better in one)."""
-    better = metric if mode == "max" else -metric
-    n = len(better)
-    keep = np.ones(n, dtype=bool)
-    for i in range(n):
-        dominated_by = (better >= better[i]) & (energy <= energy[i]) & (
-            (better > better[i]) | (energy < energy[i])
-        )
-        keep[i] = not dominated_by.any()
-    return keep
 
 
 @dataclass
@@ -64,6 +54,41 @@ class TuneResult:
     carbon: dict[str, Any] = field(default_factory=dict)
     config: StudyConfig | None = field(default=None, repr=False)
     searcher: Any = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_state(
+        cls, trials: pd.DataFrame, config: StudyConfig, state: Mapping[str, Any], *,
+        output_dir: Path | None = None, searcher: Any = None,
+    ) -> TuneResult:
+        """The one way to build a result: a trials table, the study's config, and the totals
+        kept in ``study.json`` (from a live study, its files, its MLflow run or the queue)."""
+        overhead = float(state.get("overhead_kwh") or 0.0)
+        total = state.get("total_energy_kwh")
+        if total is None:
+            total = (float(trials[ENERGY_METRIC].fillna(0).sum()) if ENERGY_METRIC in trials else 0.0) + overhead
+        co2 = state.get("co2_kg")
+        return cls(
+            trials=trials, metric=config.metric, mode=config.mode, budget_kwh=config.budget_kwh,
+            total_energy_kwh=float(total), overhead_kwh=overhead, param_names=list(config.search_space),
+            mlflow_run_id=state.get("mlflow_run_id"), tracking_uri=state.get("tracking_uri"),
+            output_dir=output_dir, pue=config.pue, finish_reason=state.get("finish_reason"),
+            extra=dict(state.get("extra") or {}),
+            co2_kg=float(co2) if isinstance(co2, (int, float)) and math.isfinite(co2) else None,
+            co2_counterfactual_kg=state.get("co2_counterfactual_kg"),
+            carbon={k: v for k, v in state.items() if k.startswith(("co2_", "carbon_"))},
+            config=config, searcher=searcher,
+        )
+
+    def totals(self) -> dict[str, Any]:
+        """What :meth:`from_state` reads back: the energy and CO2 totals, why the study
+        stopped and where it is tracked (the form ``study.json`` keeps them in)."""
+        return {
+            "total_energy_kwh": self.total_energy_kwh, "overhead_kwh": self.overhead_kwh,
+            "co2_kg": self.co2_kg, "co2_counterfactual_kg": self.co2_counterfactual_kg,
+            **{k: v for k, v in self.carbon.items() if isinstance(v, (str, int, float))},
+            "finish_reason": self.finish_reason, "mlflow_run_id": self.mlflow_run_id,
+            "tracking_uri": self.tracking_uri, "extra": self.extra,
+        }
 
     @property
     def completed(self) -> pd.DataFrame:

@@ -29,7 +29,7 @@ from tuner.carbon.base import IntensityProvider, IntensitySeries
 from tuner.carbon.series import StepFunction
 
 if TYPE_CHECKING:
-    from tuner._budget import TrialEntry
+    from tuner.study.record import TrialRecord
 
 log = logging.getLogger(__name__)
 G_PER_KG = 1000.0
@@ -146,7 +146,7 @@ class CarbonAccountant:
         return series
 
     @staticmethod
-    def _timeline(entry: TrialEntry) -> list[tuple[float, float]]:
+    def _timeline(entry: TrialRecord) -> list[tuple[float, float]]:
         start = entry.run_started_at or entry.started_at
         end = max(entry.ended_at or start, start)
         reported = entry.info.get("energy_source") == "reported"
@@ -154,7 +154,7 @@ class CarbonAccountant:
             entry.energy_timeline, start, end, entry.energy_kwh, shape_only=reported
         )
 
-    def trial(self, entry: TrialEntry) -> dict[str, Any]:
+    def trial(self, entry: TrialRecord) -> dict[str, Any]:
         """The carbon fields for a finished trial's ledger ``info``."""
         start = entry.run_started_at or entry.started_at
         end = entry.ended_at or start
@@ -171,7 +171,7 @@ class CarbonAccountant:
             info["carbon_fallback"] = series.fallback_reason
         return info
 
-    def counterfactual_kg(self, entry: TrialEntry, series: IntensitySeries | None = None) -> float:
+    def counterfactual_kg(self, entry: TrialRecord, series: IntensitySeries | None = None) -> float:
         """The trial's CO2 had it started at the study's start (same energy profile)."""
         timeline = self._timeline(entry)
         shift = self.study_start - timeline[0][0]
@@ -180,7 +180,7 @@ class CarbonAccountant:
         return trial_co2(moved, series, self.pue).co2_kg
 
     def study(
-        self, entries: Iterable[TrialEntry], overhead_kwh: float, study_end: float
+        self, entries: Iterable[TrialRecord], overhead_kwh: float, study_end: float
     ) -> dict[str, Any]:
         """Study totals: CO2 as run, and the all-at-once counterfactual (same overhead).
 

@@ -21,8 +21,6 @@ from urllib3.util.retry import Retry
 from tuner.errors import ProviderError
 
 
-
-
 class JsonClient:
     """GET JSON from ``base_url`` with retries, a timeout and a TTL cache.
 

@@ -29,7 +29,7 @@ from tuner.carbon.base import IntensityProvider
 from tuner.carbon.gate import Clock, utc_now
 
 if TYPE_CHECKING:
-    from tuner._budget import EnergyLedger
+    from tuner.study.ledger import EnergyLedger
 
 logger = logging.getLogger(__name__)
 _LIVE = frozenset({"provider", "ledger", "work", "clock"})
@@ -119,8 +119,7 @@ class CarbonPauseScheduler(FIFOScheduler):
         """Room for the paused trials to finish: the longest completed trial, or ``assumed_work``."""
         if self.ledger is None:
             return self.assumed_work
-        durations = [float(e.info.get("duration_s") or 0.0) for e in self.ledger.entries.values()
-                     if e.status == "completed"]
+        durations = [float(r.info.get("duration_s") or 0.0) for r in self.ledger.completed()]
         return timedelta(seconds=max(durations)) if durations else self.assumed_work
 
     def _threshold(self, now: datetime) -> float:
@@ -142,7 +141,8 @@ class CarbonPauseScheduler(FIFOScheduler):
             return TrialScheduler.CONTINUE
         self.pauses[trial.trial_id] = self.pauses.get(trial.trial_id, 0) + 1
         self.paused_since[trial.trial_id] = now
-        self._book(trial.trial_id, "paused")
+        if self.ledger is not None:
+            self.ledger.pause(trial.trial_id, self.pauses[trial.trial_id])
         logger.info("carbon: pausing trial %s (intensity above the threshold)", trial.trial_id)
         return TrialScheduler.PAUSE
 
@@ -155,15 +155,10 @@ class CarbonPauseScheduler(FIFOScheduler):
             since = self.paused_since.pop(trial.trial_id, None)
             if since is not None:
                 self.paused_s += (self.clock() - since).total_seconds()
-            self._book(trial.trial_id, "running")
+            if self.ledger is not None:
+                self.ledger.unpause(trial.trial_id, self.pauses.get(trial.trial_id, 0))
             return trial
         return next((t for t in trials if t.status == Trial.PENDING), None)
-
-    def _book(self, trial_id: str, status: str) -> None:
-        entry = self.ledger.entries.get(trial_id) if self.ledger is not None else None
-        if entry is not None and not entry.final:
-            entry.status = status
-            entry.info["carbon_pauses"] = self.pauses.get(trial_id, 0)
 
     # ------------------------------------------------------------------ reporting
 

@@ -22,8 +22,8 @@ from ray.tune.search import Searcher
 from tuner.carbon.base import IntensityProvider
 
 if TYPE_CHECKING:
-    from tuner._budget import EnergyLedger
     from tuner.config import StudyConfig
+    from tuner.study.ledger import EnergyLedger
 
 
 def gate_searcher(
@@ -88,7 +88,7 @@ def _work_left(cfg: StudyConfig, ledger: EnergyLedger) -> Callable[[], timedelta
     at_once = concurrency(cfg)
 
     def work() -> timedelta | None:
-        done = [e for e in ledger.entries.values() if e.status == "completed"]
+        done = ledger.completed()
         durations = [float(e.info["duration_s"]) for e in done if e.info.get("duration_s")]
         return remaining_work(durations, trials_left(ledger, cfg.max_trials), at_once)
 

@@ -5,10 +5,11 @@
 """
 
 from tuner.energy.base import J_PER_KWH, ComponentReading, EnergyMeter, Measurement
-from tuner.energy.counter import Delta, EnergyCounter, SourceUnavailable
+from tuner.energy.counter import Delta, EnergyCounter
 from tuner.energy.cputime import process_tree_cpu_seconds
 from tuner.energy.factory import driver_watts_per_core, make_meter, with_idle_baseline
 from tuner.energy.meter import ChainMeter, CpuTimeMeter
+from tuner.errors import SourceUnavailable
 
 __all__ = [
     "J_PER_KWH",

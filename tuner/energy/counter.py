@@ -14,10 +14,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from tuner.errors import SourceUnavailable
-
-
-
 
 @dataclass(frozen=True)
 class Delta:

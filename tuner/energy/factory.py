@@ -19,10 +19,11 @@ from types import ModuleType
 
 from tuner.config import EnergySettings
 from tuner.energy import nvml, rapl, tdp
-from tuner.energy.counter import ConstantPowerCounter, EnergyCounter, SourceUnavailable
+from tuner.energy.counter import ConstantPowerCounter, EnergyCounter
 from tuner.energy.cputime import CpuTimeCounter, TreeCpuClock
 from tuner.energy.dram import DramEstimateCounter
 from tuner.energy.meter import ChainMeter
+from tuner.errors import SourceUnavailable
 
 
 def make_meter(

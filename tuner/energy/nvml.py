@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from tuner.energy.counter import Delta, EnergyCounter, SourceUnavailable
+from tuner.energy.counter import Delta, EnergyCounter
+from tuner.errors import SourceUnavailable
 
 COUNTER_SOURCE = "nvml-energy-counter"
 SAMPLED_SOURCE = "nvml-power-sampled"

@@ -17,9 +17,8 @@ from types import ModuleType
 from typing import Any
 
 from tuner.config import POWER_LIMIT_PARAM
-from tuner.energy.counter import SourceUnavailable
 from tuner.energy.nvml import GpuDevice, open_nvml, select_devices
-from tuner.errors import PowerLimitError
+from tuner.errors import PowerLimitError, SourceUnavailable
 
 __all__ = ["POWER_LIMIT_PARAM", "PowerLimitError", "check_power_limit_access", "gpu_power_limit"]
 logger = logging.getLogger("tuner")

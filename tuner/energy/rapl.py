@@ -18,7 +18,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuner.energy.counter import Delta, EnergyCounter, SourceUnavailable
+from tuner.energy.counter import Delta, EnergyCounter
+from tuner.errors import SourceUnavailable
 
 DEFAULT_ROOT = Path("/sys/class/powercap")
 SOURCE = "rapl"

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from tuner.redact import redact
 from tuner.config import ENERGY_METRIC
+from tuner.redact import redact
 
 if TYPE_CHECKING:
     from tuner.reporting.price import PriceTag

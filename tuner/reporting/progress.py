@@ -2,8 +2,7 @@
 
 Trials are taken in the trials table's row order (the order they started) and charged
 their recorded energy, failed and stopped ones included: they were paid for too. The
-tuner's overhead is not spread over trials. The hypervolume is computed (BoTorch's
-``Hypervolume``) in a normalised space: the metric scaled linearly and ``log10(kWh)``
+tuner's overhead is not spread over trials. The hypervolume is computed (:func:`tuner.pareto.hypervolume`) in a normalised space: the metric scaled linearly and ``log10(kWh)``
 (the same log scale as the knee) to [0, 1] over all completed trials, best = 1, with
 the reference point 10 % beyond the worst of both; it is divided by its largest
 possible value (1.1^2), so 1.0 would be one trial best in both objectives.
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from tuner.config import ENERGY_METRIC
+from tuner.pareto import hypervolume
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -53,16 +53,8 @@ def _unit(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def _hypervolume(points: np.ndarray) -> float:
-    if len(points) == 0:
-        return 0.0
-    import torch
-    from botorch.utils.multi_objective.hypervolume import Hypervolume
-    from botorch.utils.multi_objective.pareto import is_non_dominated
-
-    y = torch.as_tensor(points, dtype=torch.double)
-    reference = torch.full((2,), -REFERENCE_MARGIN, dtype=torch.double)
-    volume = Hypervolume(reference).compute(y[is_non_dominated(y)])
-    return float(volume) / (1 + REFERENCE_MARGIN) ** 2
+    reference = np.full(2, -REFERENCE_MARGIN)
+    return hypervolume(points, reference) / (1 + REFERENCE_MARGIN) ** 2
 
 
 def progress_figure(result: TuneResult, progress: pd.DataFrame) -> Figure:

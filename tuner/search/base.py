@@ -1,8 +1,9 @@
-"""The searcher seam: a Ray Tune ``Searcher`` that speaks in finished trial outcomes.
+"""The searcher seam: an optimiser that speaks in finished trial outcomes.
 
-Ray calls :meth:`suggest` and :meth:`on_trial_complete` with raw result dicts; this base
-class turns those into a small ``ask``/``tell`` contract so that a new optimiser only
-has to implement two methods::
+The study asks :meth:`suggest` for each new trial and, when it ends, passes
+:meth:`complete` the :class:`Outcome` its ledger booked; this base class turns those
+into a small ``ask``/``tell`` contract so that a new optimiser only has to implement
+two methods::
 
     class FirstValue(GreentuneSearcher):
         def ask(self):
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import abc
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from ray.tune.search import Searcher
 
-from tuner.config import ENERGY_METRIC, Choice, FloatRange, IntRange
+from tuner.config import Choice, FloatRange, IntRange
 
 logger = logging.getLogger(__name__)
 
@@ -41,21 +41,6 @@ class Outcome:
     metric: float | None = None
     energy_kwh: float | None = None
     error: str | None = None
-
-
-def outcome_from_result(result: dict[str, Any] | None, metric: str, error: bool) -> Outcome:
-    """Read a trial's last Ray result as an :class:`Outcome`."""
-    if error or not result:
-        return Outcome("failed", error=(result or {}).get("greentune_error"))
-    status = result.get("greentune_status")
-    if status == "completed":
-        value, energy = float(result[metric]), float(result[ENERGY_METRIC])
-        if not (math.isfinite(value) and math.isfinite(energy)):  # never tell the model a NaN
-            return Outcome("failed", error=f"metric '{metric}' or energy is not finite ({value}, {energy})")
-        return Outcome("completed", value, energy)
-    if status == "failed":
-        return Outcome("failed", error=result.get("greentune_error"))
-    return Outcome("stopped")
 
 
 class GreentuneSearcher(Searcher, abc.ABC):
@@ -134,10 +119,11 @@ class GreentuneSearcher(Searcher, abc.ABC):
         with open(checkpoint_path, "rb") as handle:
             self.__dict__.update(pickle.load(handle))
 
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+    def complete(self, trial_id: str, outcome: Outcome) -> None:
+        """A trial this searcher proposed has ended; ``outcome`` is what the study booked."""
         params = self._live.pop(trial_id, None)
         if params is None:
             return
         start = time.process_time()
-        self.tell(params, outcome_from_result(result, self.metric, error))
+        self.tell(params, outcome)
         self.cpu_seconds += time.process_time() - start

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ray.tune.stopper import Stopper
-
 MIN_REPORTS = 3
 
 
@@ -46,43 +44,39 @@ def should_stop(
     return True
 
 
-class ParetoStopper(Stopper):
-    """A Ray Tune stopper applying :func:`should_stop` to each trial's ``tuner.report`` calls.
+class ParetoEarlyStopping:
+    """Applies :func:`should_stop` to each trial's ``tuner.report`` calls, as they arrive.
 
-    Used by ``tune()`` when the study sets ``early_stopping: pareto``. A trial's curve is
-    the ``(energy_kwh, metric)`` of each new report (heartbeats that repeat the last metric
-    are skipped, as they would look like a plateau); the front is that of the trials that
-    finished or were stopped, at what they reached. ``horizon_kwh`` is the most a trial
-    could still spend: the study's budget.
+    Used by the study when its config sets ``early_stopping: pareto``; the study feeds it
+    each trial's record from the ledger, so the energy is the trial's whole total (every
+    run of a paused trial). A trial's curve is the ``(kWh, metric)`` of each new report
+    (heartbeats that repeat the last report are skipped, as they would look like a
+    plateau); the front is that of the trials that finished or were stopped, at what they
+    reached. ``horizon_kwh`` is the most a trial could still spend: the study's budget.
     """
 
-    def __init__(self, metric: str, mode: str, horizon_kwh: float) -> None:
-        from tuner.config import ENERGY_METRIC
-
-        self.metric, self.mode, self.horizon_kwh, self.energy = metric, mode, horizon_kwh, ENERGY_METRIC
+    def __init__(self, mode: str, horizon_kwh: float) -> None:
+        self.mode, self.horizon_kwh = mode, horizon_kwh
         self.reports: dict[str, list[tuple[float, float]]] = {}
         self.front: list[tuple[float, float]] = []
         self.stopped: list[str] = []
-        self._count: dict[str, int] = {}
+        self._count: dict[str, int | None] = {}
 
-    def __call__(self, trial_id: str, result: dict) -> bool:
-        status = result.get("greentune_status")
+    def observe(self, trial_id: str, n_reports: int | None, kwh: float, value: float | None,
+                finished: bool = False, completed: bool = False) -> bool:
+        """Take a trial's latest state; whether to stop it now."""
         curve = self.reports.setdefault(trial_id, [])
-        count = result.get("greentune_epochs")
-        if self.metric in result and self.energy in result and count != self._count.get(trial_id):
-            self._count[trial_id] = count
-            curve.append((float(result[self.energy]), float(result[self.metric])))
-        if status in ("completed", "failed"):
-            finished = self.reports.pop(trial_id)
-            if status == "completed" and finished:
-                self.front.append(finished[-1])
+        if value is not None and n_reports != self._count.get(trial_id):
+            self._count[trial_id] = n_reports
+            curve.append((float(kwh), float(value)))
+        if finished:
+            self.reports.pop(trial_id)
+            if completed and curve:
+                self.front.append(curve[-1])
             return False
         if should_stop(curve, self.front, self.horizon_kwh, self.mode):
             self.front.append(curve[-1])
             self.stopped.append(trial_id)
             self.reports.pop(trial_id)
             return True
-        return False
-
-    def stop_all(self) -> bool:
         return False

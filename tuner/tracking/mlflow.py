@@ -12,15 +12,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuner.config import ENERGY_METRIC, config_dump
 from tuner.redact import redact, redact_obj
-from tuner.config import ENERGY_METRIC
+from tuner.study.record import TrialRecord, TrialStatus
 
 if TYPE_CHECKING:
-    from tuner._budget import TrialEntry
     from tuner.config import StudyConfig
     from tuner.result import TuneResult
 
-_MLFLOW_STATUS = {"completed": "FINISHED", "failed": "FAILED"}
+_MLFLOW_STATUS = {TrialStatus.COMPLETED: "FINISHED", TrialStatus.FAILED: "FAILED"}
 _MAX_TAG = 5000
 
 
@@ -83,7 +83,7 @@ class StudyTracker:
             "carbon_deadline": config.carbon.deadline,
         }
         self._log_params(self.run_id, params)
-        self.client.log_text(self.run_id, json.dumps(_config_dump(config), indent=2, default=str), "config.json")
+        self.client.log_text(self.run_id, json.dumps(config_dump(config), indent=2, default=str), "config.json")
         return self.run_id
 
     def resume_study(self, run_id: str, resumes: int) -> str:
@@ -101,18 +101,17 @@ class StudyTracker:
         self.run_id = run_id
         return run_id
 
-    def log_trial(self, entry: TrialEntry, history: list[tuple[int, dict[str, float]]]) -> str:
+    def log_trial(self, entry: TrialRecord, history: list[tuple[int, dict[str, float]]]) -> str:
         """One child run holding the trial's parameters, metrics, energy and status."""
         tags = {
             "mlflow.parentRunId": self.run_id,
             "greentune.kind": "trial",
             "greentune.trial_id": entry.trial_id,
-            "greentune.status": entry.status,
+            "greentune.status": entry.status.value,
         }
         # Provenance strings (energy_source, node, hardware) are tags; numbers are metrics.
-        tags.update({k: str(v)[:_MAX_TAG] for k, v in entry.info.items()
-                     if isinstance(v, str) and k != "greentune_error"})
-        error = entry.info.get("greentune_error")
+        tags.update({k: str(v)[:_MAX_TAG] for k, v in entry.info.items() if isinstance(v, str)})
+        error = entry.error
         if error:
             tags["greentune.error"] = str(error)[:_MAX_TAG]
         run = self.client.create_run(self.experiment_id, run_name=f"trial-{entry.trial_id}", tags=redact_obj(tags))
@@ -121,7 +120,7 @@ class StudyTracker:
         now = int(time.time() * 1000)
         metrics = {**entry.metrics, ENERGY_METRIC: entry.energy_kwh}
         metrics.update({k: float(v) for k, v in entry.info.items()
-                        if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "greentune_epochs"})
+                        if isinstance(v, (int, float)) and not isinstance(v, bool)})
         self._log_metrics(run_id, metrics, now)
         for step, values in history:
             self._log_metrics(run_id, values, now, step=step)
@@ -181,9 +180,3 @@ class StudyTracker:
         if batch:
             self.client.log_batch(run_id, metrics=batch)
 
-
-def _config_dump(config: StudyConfig) -> dict[str, Any]:
-    data = config.model_dump(mode="json", exclude={"objective"})
-    objective = config.objective
-    data["objective"] = objective if isinstance(objective, str) else f"{objective.__module__}:{objective.__qualname__}"
-    return redact_obj(data)

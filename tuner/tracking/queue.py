@@ -15,23 +15,23 @@ trial is never recorded twice.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.atomic import atomic_write
+from tuner.envvars import scoped_env
 from tuner.errors import TrackingUnavailable
 
 if TYPE_CHECKING:
-    from tuner._budget import TrialEntry
     from tuner.config import StudyConfig
     from tuner.result import TuneResult
-    from tuner.tracking import StudyTracker
+    from tuner.study.record import TrialRecord
+    from tuner.tracking.mlflow import StudyTracker
 
 logger = logging.getLogger("tuner")
 
@@ -51,21 +51,14 @@ _PERMANENT = frozenset({"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "R
 
 
 
-@contextmanager
-def fail_fast() -> Iterator[None]:
+def fail_fast() -> AbstractContextManager[None]:
     """MLflow HTTP requests with a short timeout and one retry, inside the block only."""
-    added = [name for name in FAIL_FAST_ENV if name not in os.environ]
-    os.environ.update({name: FAIL_FAST_ENV[name] for name in added})
-    try:
-        yield
-    finally:
-        for name in added:
-            os.environ.pop(name, None)
+    return scoped_env(FAIL_FAST_ENV, override=False)
 
 
 def open_tracker(config: StudyConfig, output_dir: Path) -> QueuedTracker:
     """The study's tracker, queueing to ``output_dir`` whatever the server cannot take."""
-    from tuner.tracking import StudyTracker
+    from tuner.tracking.mlflow import StudyTracker
 
     try:
         with fail_fast():
@@ -136,9 +129,9 @@ class QueuedTracker:
         with fail_fast():
             return self.tracker.resume_study(run_id, resumes)
 
-    def log_trial(self, entry: TrialEntry, history: list[tuple[int, dict[str, float]]]) -> str:
+    def log_trial(self, entry: TrialRecord, history: list[tuple[int, dict[str, float]]]) -> str:
         """The trial's child run id, or ``""`` while the record waits in the queue."""
-        record = {"kind": "trial", "entry": dataclasses.asdict(entry), "history": history}
+        record = {"kind": "trial", "entry": entry.to_json(), "history": history}
         return self._submit(record, lambda: self.tracker.log_trial(entry, history))
 
     def finish_study(self, result: TuneResult, artifacts: list[Path]) -> None:
@@ -248,7 +241,7 @@ def flush_output_dir(output_dir: Path) -> tuple[int, int]:
     The child run ids written are booked in ``ledger.json`` and ``trials.csv`` too.
     """
     state = json.loads((output_dir / "study.json").read_text())
-    from tuner.tracking import StudyTracker
+    from tuner.tracking.mlflow import StudyTracker
 
     run_ids: dict[str, str] = {}
     try:
@@ -257,36 +250,9 @@ def flush_output_dir(output_dir: Path) -> tuple[int, int]:
             return replay(tracker, DiskQueue(output_dir / QUEUE_FILE), on_trial=run_ids.__setitem__)
     finally:
         if run_ids:
-            book_run_ids(output_dir, run_ids)
+            from tuner.study.files import StudyFiles
 
-
-def book_run_ids(output_dir: Path, run_ids: dict[str, str]) -> None:
-    """Name flushed trials' child runs in a finished study's ``ledger.json`` and ``trials.csv``.
-
-    ``trials.csv`` is edited as text, one column, so nothing else in it changes form.
-    """
-    import csv
-    import io
-
-    from tuner._state import LEDGER_FILE, TRIALS_FILE, read_json, write_json
-
-    ledger_path, trials_path = output_dir / LEDGER_FILE, output_dir / TRIALS_FILE
-    if ledger_path.exists():
-        ledger = read_json(ledger_path)
-        for entry in ledger.get("entries", []):
-            if not entry.get("mlflow_run_id") and entry["trial_id"] in run_ids:
-                entry["mlflow_run_id"] = run_ids[entry["trial_id"]]
-        write_json(ledger_path, ledger)
-    if not trials_path.exists():
-        return
-    rows = list(csv.reader(io.StringIO(trials_path.read_text(), newline="")))
-    if not rows or "trial_id" not in rows[0] or "mlflow_run_id" not in rows[0]:
-        return
-    trial, run = rows[0].index("trial_id"), rows[0].index("mlflow_run_id")
-    for row in rows[1:]:
-        if len(row) > max(trial, run) and not row[run] and row[trial] in run_ids:
-            row[run] = run_ids[row[trial]]
-    atomic_write(trials_path, lambda handle: csv.writer(handle, lineterminator="\n").writerows(rows))
+            StudyFiles(output_dir).book_run_ids(run_ids)
 
 
 def drop_partial_child(tracker: StudyTracker, trial_id: str) -> None:
@@ -299,32 +265,28 @@ def drop_partial_child(tracker: StudyTracker, trial_id: str) -> None:
         tracker.client.delete_run(run.info.run_id)
 
 
-def _entry(data: dict[str, Any]) -> TrialEntry:
-    from tuner._budget import TrialEntry
+def _entry(data: dict[str, Any]) -> TrialRecord:
+    from tuner.study.record import TrialRecord
 
-    data = dict(data)
-    data["energy_timeline"] = [tuple(p) for p in data.get("energy_timeline", [])]
-    data["mlflow_run_id"] = None
-    return TrialEntry(**data)
+    return TrialRecord.from_json({**data, "mlflow_run_id": None})
 
 
 def _result_record(result: TuneResult) -> dict[str, Any]:
-    """What ``StudyTracker.finish_study`` reads from a result, as JSON."""
-    return {
-        "trials": json.loads(result.trials.to_json(orient="records")),
-        "metric": result.metric, "mode": result.mode, "budget_kwh": result.budget_kwh,
-        "total_energy_kwh": result.total_energy_kwh, "overhead_kwh": result.overhead_kwh,
-        "param_names": result.param_names, "pue": result.pue, "finish_reason": result.finish_reason,
-        "carbon": {k: v for k, v in result.carbon.items() if isinstance(v, (str, int, float))},
-    }
+    """A result as JSON: its table, its config and its totals (see :meth:`TuneResult.from_state`)."""
+    from tuner.config import config_dump
+
+    return {"trials": json.loads(result.trials.to_json(orient="records")),
+            "config": config_dump(result.config) if result.config is not None else None,
+            "totals": result.totals()}
 
 
 def _result(data: dict[str, Any]) -> TuneResult:
     import pandas as pd
 
+    from tuner.config import config_from_dump
     from tuner.result import TuneResult
 
-    return TuneResult(trials=pd.DataFrame(data.pop("trials")), **data)
+    return TuneResult.from_state(pd.DataFrame(data["trials"]), config_from_dump(data["config"]), data["totals"])
 
 
 def _short(exc: BaseException) -> str:

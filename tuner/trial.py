@@ -12,7 +12,6 @@ nor torch may be imported there unless the objective itself does.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -28,11 +27,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tuner.redact import redact
-from tuner.config import ENERGY_METRIC, EnergySettings
+from tuner.config import EnergySettings
 from tuner.energy import Measurement, make_meter
+from tuner.redact import redact
+from tuner.study.record import ENERGY_METRIC, REPORTED_SOURCE, final_result, running_result
 
-REPORTED_SOURCE = "reported"
 _WINDOW = "trial"
 _STATE_FILE = "greentune_state.pkl"  # inside a Ray Tune checkpoint directory
 
@@ -129,17 +128,14 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
                 break
             live = meter.read_window(_WINDOW)
             checkpointed = checkpointed or state is not None
-            record = {**latest, **live.as_record(), "greentune_status": "running", "greentune_epochs": epochs,
-                      "greentune_reports": json.dumps(unsent), "greentune_segment": segment,
-                      "greentune_checkpointed": float(checkpointed)}
-            _report_with_checkpoint(record, state, epochs)
+            heartbeat = running_result(latest, live.as_record(), epochs, unsent, segment, checkpointed)
+            _report_with_checkpoint(heartbeat, state, epochs)
             state, unsent = None, []
     finally:
         _current = None
     measured = meter.end_window(_WINDOW)
     meter.close()
-    final = _final_record(kind, payload, latest, epochs, measured, settings.metric)
-    tune.report({**final, "greentune_reports": json.dumps(unsent), "greentune_segment": segment})
+    tune.report(_final_record(kind, payload, latest, epochs, measured, settings.metric, unsent, segment))
 
 
 def _report_with_checkpoint(record: dict[str, Any], state: bytes | None, epochs: int) -> None:
@@ -230,30 +226,36 @@ def _call_objective(
 
 
 def _final_record(
-    kind: str, payload: Any, latest: dict[str, float], epochs: int, measured: Measurement, metric: str
+    kind: str, payload: Any, latest: dict[str, float], epochs: int, measured: Measurement, metric: str,
+    unsent: list[tuple[int, dict[str, float]]] | None = None, segment: str | None = None,
 ) -> dict[str, Any]:
-    record: dict[str, Any] = {**latest, "greentune_epochs": epochs, "node": socket.gethostname()}
-    energy = measured
+    """The trial's last Ray result, from how the objective ended (``returned`` or ``raised``)."""
+    metrics, energy, error = _outcome(kind, payload, latest, measured, metric)
+    return final_result(metrics, energy.as_record(), epochs, unsent or [], segment or "", socket.gethostname(), error)
+
+
+def _outcome(
+    kind: str, payload: Any, latest: dict[str, float], measured: Measurement, metric: str
+) -> tuple[dict[str, float], Measurement, str | None]:
+    """The trial's metrics, its energy (the objective's own ``energy_kwh`` if it returned
+    one) and its error (``None`` if it completed)."""
     try:
         if kind == "raised":
             raise _TrialFailure(f"objective raised {payload}")
         metrics = _check_metrics(payload, latest, metric)
-        record.update(metrics)
-        if ENERGY_METRIC in metrics:
-            energy = Measurement(
-                energy_kwh=metrics[ENERGY_METRIC],
-                duration_s=measured.duration_s,
-                source=REPORTED_SOURCE,
-                relative_uncertainty=math.nan,  # unknown: the objective's own meter
-                cpu_time_s=measured.cpu_time_s,
-                hardware=measured.hardware,
-            )
-        record["greentune_status"] = "completed"
     except _TrialFailure as exc:
-        record["greentune_status"] = "failed"
-        record["greentune_error"] = redact(str(exc))[:4000]  # this process's secrets
-    record.update(energy.as_record())
-    return record
+        return dict(latest), measured, redact(str(exc))[:4000]  # this process's secrets
+    if ENERGY_METRIC not in metrics:
+        return metrics, measured, None
+    reported = Measurement(
+        energy_kwh=metrics.pop(ENERGY_METRIC),
+        duration_s=measured.duration_s,
+        source=REPORTED_SOURCE,
+        relative_uncertainty=math.nan,  # unknown: the objective's own meter
+        cpu_time_s=measured.cpu_time_s,
+        hardware=measured.hardware,
+    )
+    return metrics, reported, None
 
 
 class _TrialFailure(Exception):

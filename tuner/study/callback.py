@@ -1,8 +1,11 @@
-"""The driver-side Ray Tune callback: books each trial, logs it to MLflow, shows progress."""
+"""The driver-side Ray Tune callback: books each trial, logs it to MLflow, shows progress.
+
+Every change to a trial's record goes through the ledger; this callback reads the
+record back and hands it to tracking and the study's files.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -11,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
 
-from tuner._budget import EnergyLedger, TrialEntry
 from tuner.redact import redact
+from tuner.study.ledger import EnergyLedger
+from tuner.study.record import TrialRecord, TrialReport
 from tuner.tracking import StudyTracker
 
 if TYPE_CHECKING:
@@ -62,9 +66,9 @@ class StudyCallback(Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         self.ledger.observe(trial.trial_id, result)
         steps = self.history.setdefault(trial.trial_id, [])
-        for number, metrics in json.loads(result.get("greentune_reports") or "[]"):
+        for number, metrics in TrialReport.from_result(result).history:
             if not steps or steps[-1][0] < number:  # the stopper and Ray may replay a result
-                steps.append((int(number), dict(metrics)))
+                steps.append((number, metrics))
         now = time.monotonic()
         if self.save_ledger is not None and now - self._last_save >= self.save_every_s:
             self._last_save = now
@@ -78,30 +82,33 @@ class StudyCallback(Callback):
         self._maybe_progress()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        entry = self.ledger.entries.get(trial.trial_id)
-        if entry is not None and not entry.final:
-            entry = self.ledger.stop(trial.trial_id)  # ended by a stopper, without a final report
-        if entry is not None and entry.final:
-            self.record(entry)
+        record = self.ledger.get(trial.trial_id)
+        if record is not None and not record.final:
+            record = self.ledger.stop(trial.trial_id)  # ended by a stopper, without a final report
+        if record is not None and record.final:
+            self.record(record)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         error = _error_text(trial)
         self.record(self.ledger.fail(trial.trial_id, redact(error)))
 
-    def record(self, entry: TrialEntry) -> None:
+    def record(self, record: TrialRecord) -> None:
         """Log a finished trial once and persist the table, so a crash loses nothing."""
-        if entry.mlflow_run_id is not None:
+        trial_id = record.trial_id
+        record = self.ledger.get(trial_id) or record  # the latest version
+        if record.mlflow_run_id is not None:
             return
-        if self.carbon is not None and "co2_kg" not in entry.info:
+        if self.carbon is not None and "co2_kg" not in record.info:
             try:
-                entry.info.update(self.carbon.trial(entry))
+                record = self.ledger.add_info(trial_id, self.carbon.trial(record))
             except Exception as exc:  # noqa: BLE001 - CO2 accounting must not kill a study
-                logger.warning("could not account CO2 for trial %s: %s", entry.trial_id, exc)
+                logger.warning("could not account CO2 for trial %s: %s", trial_id, exc)
         try:
-            entry.mlflow_run_id = self.tracker.log_trial(entry, self.history.pop(entry.trial_id, []))
+            run_id = self.tracker.log_trial(record, self.history.pop(trial_id, []))
         except Exception as exc:  # noqa: BLE001 - tracking must not kill a study mid-budget
-            logger.warning("could not log trial %s to MLflow: %s", entry.trial_id, exc)
-            entry.mlflow_run_id = ""
+            logger.warning("could not log trial %s to MLflow: %s", trial_id, exc)
+            run_id = ""
+        self.ledger.book_run_id(trial_id, run_id)
         self._book_flushed_run_ids()
         try:
             self.persist()
@@ -113,9 +120,9 @@ class StudyCallback(Callback):
         """Trials whose records waited for MLflow get their child run id once the queue flushes."""
         flushed = getattr(self.tracker, "flushed_run_ids", None) or {}
         for trial_id, run_id in flushed.items():
-            entry = self.ledger.entries.get(trial_id)
-            if entry is not None and not entry.mlflow_run_id:
-                entry.mlflow_run_id = run_id
+            record = self.ledger.get(trial_id)
+            if record is not None and not record.mlflow_run_id:
+                self.ledger.book_run_id(trial_id, run_id)
 
     def _maybe_progress(self, force: bool = False) -> None:
         if self.progress_every_s is None:

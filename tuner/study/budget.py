@@ -1,0 +1,97 @@
+"""Where the ledger acts on Ray Tune: admitting trials, and stopping them.
+
+:class:`BudgetGate` is the study's Ray ``Searcher``: no trial starts unless its expected
+energy fits, and every finished trial is told to the optimiser from its ledger record
+(one energy total). :class:`StudyStopper` is the study's Ray ``Stopper``: it books each
+result in the ledger first, then stops everything once the budget is spent, or one trial
+that Pareto early stopping gives up on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.tune import Stopper
+from ray.tune.search import Searcher
+
+from tuner.search.base import GreentuneSearcher, Outcome
+from tuner.search.early_stopping import ParetoEarlyStopping
+from tuner.study.ledger import EnergyLedger
+from tuner.study.record import TrialStatus
+
+
+class BudgetGate(Searcher):
+    """Wraps a searcher so that no trial starts unless its expected energy fits.
+
+    While trials are still running, the answer is "wait" (``None``): one of them may
+    finish under its expected energy and leave room. With nothing running and no room,
+    the search is ``FINISHED``, and :attr:`finish_reason` says why.
+    """
+
+    def __init__(self, inner: GreentuneSearcher, ledger: EnergyLedger, max_trials: int | None) -> None:
+        # No metric towards Ray: heartbeats carry energy only, and Ray would reject them.
+        super().__init__(metric=None, mode=None)
+        self.inner = inner
+        self.ledger = ledger
+        self.max_trials = max_trials
+        self.finish_reason: str | None = None
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.max_trials is not None and self.ledger.n_trials >= self.max_trials:
+            return self._finish("max_trials reached")
+        if not self.ledger.can_start_trial():
+            if self.ledger.running():
+                return None
+            return self._finish("energy budget cannot fit another trial")
+        params = self.inner.suggest(trial_id)
+        if params == Searcher.FINISHED:
+            return self._finish("search space exhausted")
+        if isinstance(params, dict):
+            self.ledger.start(trial_id, params)
+        return params
+
+    def _finish(self, reason: str) -> str:
+        self.finish_reason = self.finish_reason or reason
+        return Searcher.FINISHED
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Tell the optimiser what the ledger booked, not Ray's last result: a paused and
+        restarted trial's last result holds only its last run's energy."""
+        if result:
+            self.ledger.observe(trial_id, result)  # idempotent: the stopper may have booked it
+        if error:
+            record = self.ledger.get(trial_id)
+            outcome = Outcome("failed", error=None if record is None else record.error)
+        else:
+            outcome = self.ledger.outcome(trial_id)
+        self.inner.complete(trial_id, outcome)
+
+    def save(self, checkpoint_path: str) -> None:
+        self.inner.save(checkpoint_path)
+
+
+class StudyStopper(Stopper):
+    """Books every result in the ledger, then stops: all trials once the ledger (projected
+    one report interval ahead) reaches the budget; one trial when ``early_stopping`` says
+    its curve cannot reach the front. Ray calls it on every result, before any callback."""
+
+    def __init__(self, ledger: EnergyLedger, early_stopping: ParetoEarlyStopping | None = None) -> None:
+        self.ledger = ledger
+        self.early_stopping = early_stopping
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        record = self.ledger.observe(trial_id, result)
+        if self.ledger.should_stop():
+            return True
+        if self.early_stopping is None:
+            return False
+        return self.early_stopping.observe(
+            trial_id, record.n_reports, record.energy_kwh, record.metrics.get(self.ledger.metric),
+            finished=record.final, completed=record.status is TrialStatus.COMPLETED,
+        )
+
+    def stop_all(self) -> bool:
+        return self.ledger.should_stop()

@@ -1,0 +1,315 @@
+"""A study: a config, its files, its ledger, its searcher and its tracker, run on Ray.
+
+:meth:`Study.open` validates everything and builds what costs seconds (Ax, the carbon
+provider, the MLflow run) before any trial spends energy, or takes over the books of a
+study whose driver died. :meth:`Study.run` runs the trials on Ray Tune and returns the
+:class:`TuneResult`. :func:`tune` is the two together.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from tuner.config import ConfigError, StudyConfig, config_dump, load_config
+from tuner.energy import driver_watts_per_core
+from tuner.errors import OutputWriteError
+from tuner.pareto import pareto_mask
+from tuner.redact import protect_study
+from tuner.result import TuneResult
+from tuner.search import make_searcher
+from tuner.search.ax_searcher import quiet_ax_logging
+from tuner.study.budget import BudgetGate, StudyStopper
+from tuner.study.callback import StudyCallback
+from tuner.study.files import StudyFiles, trials_frame
+from tuner.study.launch import check_power_limits, ensure_ray, run_ray_tune, shippable_objective
+from tuner.study.ledger import EnergyLedger
+from tuner.study.record import TrialRecord
+from tuner.tracking import drop_partial_child, open_tracker
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+logger = logging.getLogger("tuner")
+quiet_ax_logging()  # the report's surrogate imports Ax even for grid studies
+
+# what must match for a resumed study to be the same study
+_SAME_STUDY_FIELDS = ("objective", "search_space", "metric", "mode", "strategy", "seed", "grid_resolution")
+_INTERRUPTED = ("interrupted: the driver stopped while this trial ran; its energy up to its last "
+                "recorded heartbeat is counted")
+
+
+def tune(
+    config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str],
+    budget_kwh: float | None = None,
+    *,
+    max_trials: int | None = None,
+    strategy: str | None = None,
+    seed: int | None = None,
+    address: str | None = None,
+    output_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    resume: bool = False,
+) -> TuneResult:
+    """Search the metric-versus-energy Pareto front of ``config`` within ``budget_kwh``.
+
+    ``config`` is a :class:`StudyConfig`, a dict, or a YAML path; keyword arguments that
+    are not ``None`` override its fields. Everything is validated before Ray starts.
+    Ray is reached at ``address`` (or ``RAY_ADDRESS``), else started locally.
+    ``resume=True`` continues the study in ``output_dir`` after its driver died: finished
+    trials are kept, not rerun, and the energy already spent stays counted. Example::
+
+        result = tuner.tune("examples/quickstart.yaml", budget_kwh=0.001)
+        print(result.pareto_front)
+    """
+    cfg = load_config(config, budget_kwh=budget_kwh, max_trials=max_trials, strategy=strategy, seed=seed,
+                      address=address, output_dir=output_dir)
+    return Study.open(cfg, resume=resume).run(progress=progress)
+
+
+class Study:
+    """One study and everything that belongs to it. Build it with :meth:`open`."""
+
+    def __init__(self, cfg: StudyConfig, files: StudyFiles, state: dict[str, Any], objective: Any,
+                 carbon_provider: Any, searcher: Any, tracker: Any, ledger: EnergyLedger,
+                 interrupted: list[TrialRecord]) -> None:
+        self.config = cfg
+        self.files = files
+        self.state = state
+        self.objective = objective
+        self.carbon_provider = carbon_provider
+        self.searcher = searcher
+        self.tracker = tracker
+        self.ledger = ledger
+        self.interrupted = interrupted  # trials a dead driver left running, closed on resume
+        self.param_names = list(cfg.search_space)
+
+    @property
+    def resumed(self) -> bool:
+        return int(self.state.get("resumes") or 0) > 0
+
+    @classmethod
+    def open(cls, cfg: StudyConfig, resume: bool = False) -> Study:
+        """Validate, then create the study's files and MLflow run (or reopen them to resume).
+
+        Everything that can refuse the study does so here, before any trial energy is spent.
+        """
+        from tuner.carbon.registry import build_provider
+
+        protect_study(cfg.tracking_uri)
+        files = StudyFiles(cfg.resolved_output_dir)
+        previous = _previous_study(cfg, files, resume)
+        objective = shippable_objective(cfg)
+        carbon_provider = build_provider(cfg.carbon)  # reads a CSV now, not mid-study
+        searcher = make_searcher(cfg)  # builds Ax (seconds) before any trial energy is spent
+        if cfg.power_limit_range_w is not None:
+            check_power_limits(cfg)
+        files.directory.mkdir(parents=True, exist_ok=True)
+        tracker = open_tracker(cfg, files.directory)  # queues records on disk while MLflow is down
+        if previous is None:
+            run_id = tracker.start_study(cfg)
+            state = {"name": cfg.study_name, "mlflow_run_id": run_id, "tracking_uri": cfg.tracking_uri,
+                     "started_at": time.time(), "resumes": 0, "config": config_dump(cfg)}
+        else:
+            state = {**previous, "resumes": int(previous.get("resumes") or 0) + 1, "resumed_at": time.time()}
+            tracker.resume_study(previous["mlflow_run_id"], state["resumes"])
+        files.write_state(state)
+        ensure_ray(cfg.address)
+        ledger = EnergyLedger(cfg.budget_kwh, driver_watts_per_core(cfg.energy), cfg.metric,
+                              lambda: searcher.cpu_seconds, cfg.energy.report_interval_s,
+                              searcher.expected_step_cpu_seconds)
+        interrupted = _restore_books(ledger, searcher, files) if previous is not None else []
+        return cls(cfg, files, state, objective, carbon_provider, searcher, tracker, ledger, interrupted)
+
+    # ------------------------------------------------------------------ running
+
+    def run(self, progress: bool = True) -> TuneResult:
+        """Run the trials until the budget, the trial cap or the space runs out."""
+        from tuner.carbon.accounting import CarbonAccountant
+        from tuner.carbon.wiring import gate_report, gate_searcher, pause_scheduler, utc
+
+        cfg, ledger = self.config, self.ledger
+        gate = BudgetGate(self.searcher, ledger, cfg.max_trials)
+        study_start = float(self.state["started_at"])  # a resumed study keeps its start and its deadline
+        accountant = CarbonAccountant(self.carbon_provider, cfg.pue, study_start=study_start)
+        launcher = gate_searcher(gate, self.carbon_provider, cfg, ledger, utc(study_start))
+        pauser = pause_scheduler(self.carbon_provider, cfg, ledger, utc(study_start))
+        callback = StudyCallback(ledger, self.tracker, self.front_size, self.persist, 10.0 if progress else None,
+                                 carbon=accountant, save_ledger=self.save_ledger)
+        if self.resumed:
+            self._record_restored(callback, progress)
+        try:
+            run_ray_tune(cfg, self.objective, launcher, self._stopper(), callback, self.files.directory,
+                         attempt=int(self.state["resumes"]), scheduler=pauser)
+        except BaseException as exc:
+            for record in ledger.close_unfinished():
+                callback.record(record)
+            self.tracker.fail_study(f"{type(exc).__name__}: {exc}")
+            raise
+        for record in ledger.close_unfinished():
+            callback.record(record)
+        carbon = {**_study_carbon(accountant, ledger), **gate_report(launcher), **gate_report(pauser)}
+        finish_reason = "energy budget spent" if ledger.stopped_at else gate.finish_reason
+        result = self._finish(carbon, finish_reason)
+        if progress:
+            print(result.summary(), file=sys.stderr, flush=True)
+        return result
+
+    def _stopper(self) -> StudyStopper:
+        if self.config.early_stopping == "none":
+            return StudyStopper(self.ledger)
+        from tuner.search.early_stopping import ParetoEarlyStopping
+
+        return StudyStopper(self.ledger, ParetoEarlyStopping(self.config.mode, self.config.budget_kwh))
+
+    def table(self) -> pd.DataFrame:
+        """The ledger as the ``trials.csv`` table."""
+        return trials_frame(self.ledger, self.param_names, self.config.metric)
+
+    def front_size(self) -> int:
+        """How many completed trials are on the Pareto front now (for the progress line)."""
+        done = [r for r in self.ledger.completed() if self.config.metric in r.metrics]
+        if not done:
+            return 0
+        metric = [r.metrics[self.config.metric] for r in done]
+        return int(pareto_mask(metric, [r.energy_kwh for r in done], self.config.mode).sum())
+
+    def save_ledger(self) -> None:
+        self.files.write_ledger(self.ledger.to_json())
+
+    def persist(self) -> None:
+        """After every finished trial: the ledger first (it holds the MLflow run id just
+        logged), then the optimiser (a resume reconciles it with the ledger), then the table."""
+        self.save_ledger()
+        start = time.process_time()
+        self.searcher.save_state(self.files.searcher)
+        self.searcher.cpu_seconds += time.process_time() - start  # the optimiser's upkeep is overhead too
+        self.files.write_trials(self.table())
+
+    # ------------------------------------------------------------------ resuming
+
+    def _record_restored(self, callback: StudyCallback, progress: bool) -> None:
+        """Log what the dead driver could not: interrupted trials, and finished ones not yet in MLflow."""
+        for record in self.ledger:
+            if record.final and record.mlflow_run_id is None:
+                try:  # the dead driver may have logged the run but not yet booked its id
+                    drop_partial_child(self.tracker, record.trial_id)
+                except Exception as exc:  # noqa: BLE001 - MLflow down: the queue takes the record
+                    logger.warning("could not check MLflow for an earlier run of trial %s: %s", record.trial_id, exc)
+                callback.record(record)
+        if progress:
+            counts = self.ledger.counts()
+            print(f"[greentune] resuming: {counts.get('completed', 0)} trials completed, "
+                  f"{len(self.interrupted)} interrupted, {self.ledger.total_kwh:.3g} kWh already spent",
+                  file=sys.stderr, flush=True)
+
+    # ------------------------------------------------------------------ finishing
+
+    def _finish(self, carbon: dict[str, Any], finish_reason: str | None) -> TuneResult:
+        """Write the study's files and MLflow totals once; a full disk still leaves MLflow the totals."""
+        from tuner.reporting import build_report
+
+        ledger, files = self.ledger, self.files
+        self.state.update({
+            "total_energy_kwh": ledger.total_kwh, "overhead_kwh": ledger.overhead_kwh,
+            "co2_kg": carbon.get("co2_kg"), "co2_counterfactual_kg": carbon.get("co2_counterfactual_kg"),
+            **{k: v for k, v in carbon.items() if isinstance(v, (str, int, float))},
+            "finish_reason": finish_reason,
+            "extra": {"searcher_cpu_s": self.searcher.cpu_seconds, "searcher_step_s": list(self.searcher.step_seconds)},
+            "config": config_dump(self.config),
+        })
+        result = TuneResult.from_state(self.table(), self.config, self.state, output_dir=files.directory,
+                                       searcher=self.searcher)
+        try:
+            files.write_trials(result.trials)
+        except OutputWriteError as exc:  # a full disk: MLflow still gets the study's totals
+            exc.result = result
+            self.tracker.finish_study(result, [])
+            raise
+        self.state["finished_at"] = time.time()
+        try:
+            files.write_state(self.state)  # what `greentune report DIR` rebuilds from
+        except OutputWriteError as exc:
+            exc.result = result
+            self.tracker.finish_study(result, [files.trials])
+            raise
+        artifacts = [files.trials]
+        try:
+            artifacts += list(build_report(result, files.directory).values())
+        except Exception as exc:  # noqa: BLE001 - a report must not lose a finished study
+            logger.warning("could not build the study report: %s", exc)
+        self.tracker.finish_study(result, artifacts)
+        self._book_late_run_ids(result)
+        return result
+
+    def _book_late_run_ids(self, result: TuneResult) -> None:
+        """Queued trials MLflow took only at the end: name their child runs in the files too."""
+        trials, flushed = result.trials, getattr(self.tracker, "flushed_run_ids", None) or {}
+        if "mlflow_run_id" not in trials:
+            return
+        unbooked = trials["mlflow_run_id"].isna()
+        late = {t: flushed[t] for t in trials.loc[unbooked, "trial_id"] if t in flushed}
+        if late:
+            self.files.book_run_ids(late)
+            trials.loc[unbooked, "mlflow_run_id"] = trials.loc[unbooked, "trial_id"].map(late)
+
+
+def _study_carbon(accountant: Any, ledger: EnergyLedger) -> dict[str, Any]:
+    """Study CO2 totals and where the intensity came from; empty if accounting failed."""
+    try:
+        totals = accountant.study(list(ledger), ledger.overhead_kwh, time.time())
+    except Exception as exc:  # noqa: BLE001 - CO2 accounting must not lose a finished study
+        logger.warning("could not account the study's CO2: %s", exc)
+        return {}
+    provider = accountant.provider
+    totals["carbon_provider"] = getattr(provider, "name", type(provider).__name__)
+    totals["carbon_signal"] = provider.signal
+    if accountant.fallback_reasons:
+        totals["carbon_fallback"] = "; ".join(sorted(accountant.fallback_reasons))
+    return totals
+
+
+def _previous_study(cfg: StudyConfig, files: StudyFiles, resume: bool) -> dict[str, Any] | None:
+    """The state of the study to resume, or ``None`` for a new one; refuses mismatches."""
+    out = files.directory
+    if not resume:
+        if files.state.exists():
+            raise ConfigError(
+                f"output_dir '{out}' already holds a study; resume it with `--resume` "
+                "(tune(..., resume=True)), or choose another `name` or `output_dir`"
+            )
+        return None
+    if not files.state.exists():
+        raise ConfigError(f"nothing to resume: '{out}' holds no study ({files.state.name} missing)")
+    state = files.read_state()
+    if files.trials.exists() and not files.ledger.exists():
+        raise ConfigError(f"cannot resume '{out}': {files.ledger.name} is missing but trials were recorded; "
+                          "resuming would count their energy again")
+    if state.get("finished_at"):
+        raise ConfigError(f"the study in '{out}' already finished ({state.get('finish_reason')}); nothing to resume")
+    before = state.get("config") or {}
+    now = config_dump(cfg)
+    changed = [name for name in _SAME_STUDY_FIELDS if name in before and before[name] != now.get(name)]
+    if changed:
+        raise ConfigError(
+            f"cannot resume '{out}': the config changed in {', '.join(changed)}; "
+            "a resumed study must search the same space for the same objective"
+        )
+    return state
+
+
+def _restore_books(ledger: EnergyLedger, searcher: Any, files: StudyFiles) -> list[TrialRecord]:
+    """Reload the ledger and the optimiser; close the trials the dead driver left running."""
+    if files.ledger.exists():
+        ledger.restore(files.read_ledger())
+    interrupted = ledger.interrupt_unfinished(_INTERRUPTED)
+    searcher.resume([(record.params, ledger.outcome(record.trial_id)) for record in ledger], files.searcher)
+    return interrupted
+
+
+__all__ = ["Study", "tune"]
+
