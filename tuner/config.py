@@ -64,9 +64,9 @@ class FloatRange(_Strict):
     """A float in ``[low, high]``, optionally searched on a log scale."""
 
     type: Literal["float"]
-    low: float
-    high: float
-    log: bool = False
+    low: float = Field(description="Lower bound; > 0 on a log scale.")
+    high: float = Field(description="Upper bound; greater than `low`.")
+    log: bool = Field(False, description="Search on a log scale.")
 
     @model_validator(mode="after")
     def _check_bounds(self) -> FloatRange:
@@ -78,9 +78,9 @@ class IntRange(_Strict):
     """An integer in ``[low, high]`` (both inclusive), optionally on a log scale."""
 
     type: Literal["int"]
-    low: int
-    high: int
-    log: bool = False
+    low: int = Field(description="Lower bound, inclusive; within +/-2^53; > 0 on a log scale.")
+    high: int = Field(description="Upper bound, inclusive; greater than `low`.")
+    log: bool = Field(False, description="Search on a log scale.")
 
     @model_validator(mode="after")
     def _check_bounds(self) -> IntRange:
@@ -92,8 +92,10 @@ class Choice(_Strict):
     """One of ``values``. ``ordered: true`` tells the optimiser that neighbours are similar."""
 
     type: Literal["choice"]
-    values: list[bool | int | float | str]
-    ordered: bool = False
+    values: list[bool | int | float | str] = Field(
+        description="At least one value, unique, of one type (ints and floats may mix)."
+    )
+    ordered: bool = Field(False, description="Neighbouring values are similar (e.g. batch sizes).")
 
     @field_validator("values")
     @classmethod
@@ -112,7 +114,7 @@ class Fixed(_Strict):
     """A constant passed to every trial unchanged."""
 
     type: Literal["fixed"]
-    value: Any
+    value: Any = Field(description="Any value; a plain value in the search space is shorthand for this.")
 
 
 Parameter = Annotated[FloatRange | IntRange | Choice | Fixed, Field(discriminator="type")]
@@ -147,15 +149,17 @@ def _as_parameter_spec(value: Any) -> Any:
 class Resources(_Strict):
     """Resources Ray reserves for each trial."""
 
-    cpu: float = Field(1.0, ge=0)
-    gpu: float = Field(0.0, ge=0)
+    cpu: float = Field(1.0, ge=0, description="CPUs per trial.")
+    gpu: float = Field(0.0, ge=0, description="GPUs per trial; a fraction shares a GPU.")
 
 
 class MlflowSettings(_Strict):
     """Where results are tracked. ``tracking_uri`` defaults to a SQLite file in ``output_dir``."""
 
-    tracking_uri: str | None = None
-    experiment: str | None = None
+    tracking_uri: str | None = Field(
+        None, description="Default: `MLFLOW_TRACKING_URI`, else `sqlite:///<output_dir>/mlflow.db`."
+    )
+    experiment: str | None = Field(None, description="MLflow experiment name.")
 
 
 Component = Literal["cpu", "dram", "gpu"]
@@ -168,8 +172,8 @@ class ComponentOverride(_Strict):
     and is recorded as unknown (NaN) without it.
     """
 
-    watts: float = Field(ge=0)
-    uncertainty: float | None = Field(None, ge=0)
+    watts: float = Field(ge=0, description="The component's fixed power, in W.")
+    uncertainty: float | None = Field(None, ge=0, description="Relative, e.g. 0.1; default unknown (NaN).")
 
 
 class EnergySettings(_Strict):
@@ -185,14 +189,26 @@ class EnergySettings(_Strict):
     ``idle_watts`` gives it directly instead.
     """
 
-    watts_per_core: float | None = Field(None, gt=0)
-    dram_watts_per_gb: float = Field(0.375, ge=0)
-    report_interval_s: float = Field(2.0, gt=0, le=60)
-    sample_interval_s: float = Field(0.1, ge=0.01, le=10)
-    attribute_by_cpu_share: bool = True
-    idle_baseline_s: float = Field(0.0, ge=0, le=600)
-    idle_watts: dict[Component, Annotated[float, Field(ge=0)]] | None = None
-    overrides: dict[Component, ComponentOverride] = Field(default_factory=dict)
+    watts_per_core: float | None = Field(
+        None, gt=0, description="CPU-time estimate; default: TDP table by CPU model, else 10."
+    )
+    dram_watts_per_gb: float = Field(0.375, ge=0, description="DRAM estimate when RAPL has no DRAM zone.")
+    report_interval_s: float = Field(2.0, gt=0, le=60, description="Trial heartbeats to the budget ledger.")
+    sample_interval_s: float = Field(
+        0.1, ge=0.01, le=10, description="Sampler period: GPU power, DRAM occupancy, RAPL wraparound."
+    )
+    attribute_by_cpu_share: bool = Field(
+        True, description="Split machine-wide RAPL energy between concurrent trials by CPU time."
+    )
+    idle_baseline_s: float = Field(
+        0.0, ge=0, le=600, description="> 0: measure idle power this long before the study, subtract it."
+    )
+    idle_watts: dict[Component, Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="Known idle power instead, e.g. `{cpu: 20.0, dram: 3.0, gpu: 45.0}`."
+    )
+    overrides: dict[Component, ComponentOverride] = Field(
+        default_factory=dict, description="Fixed power per component: `{gpu: {watts: 250, uncertainty: 0.1}}`."
+    )
 
     @model_validator(mode="after")
     def _one_idle_source(self) -> EnergySettings:
@@ -213,24 +229,36 @@ class CarbonSettings(_Strict):
     when it fails, and says so. Tokens come from the environment, never from this file.
     """
 
-    provider: CarbonProviderName = "static"
-    zone: str | None = None  # static / electricitymaps zone, e.g. DE, FR, US-CAL-CISO
-    region: str | None = None  # ukci region id 1-17 (omit for national) or watttime region
-    g_per_kwh: float | None = Field(None, ge=0)  # static: override the table
-    csv_path: Path | None = None
-    csv_timezone: str = "UTC"  # how to read naive CSV timestamps
-    step: str | None = None  # resample the provider's series, e.g. "15min", "1h"
-    lifecycle: bool = False  # CSV exports / Electricity Maps: lifecycle (LCA) not direct
-    base_url: str | None = None  # web providers: point at a mirror or test server
-    timeout_s: float = Field(10.0, gt=0)
-    retries: int = Field(3, ge=0, le=10)
-    cache_ttl_s: float = Field(300.0, ge=0)
-    deadline: str | None = None  # e.g. "24h": the study must finish by start + deadline
-    policy: CarbonPolicy = "none"
-    forecast: Literal["provider", "history"] = "provider"  # history: fitted on past days
-    threshold_g_per_kwh: float | None = Field(None, ge=0)
-    threshold_percentile: float | None = Field(None, ge=0, le=100)
-    min_saving: float = Field(0.0, ge=0, lt=1)  # flexible-start: wait only if it saves this
+    provider: CarbonProviderName = Field("static", description="Where the intensity comes from.")
+    zone: str | None = Field(
+        None, description="static / electricitymaps zone, e.g. DE, FR, US-CAL-CISO; also picks the fallback."
+    )
+    region: str | None = Field(
+        None, description="ukci region id 1-17 (omit for national) or watttime region (CAISO_NORTH)."
+    )
+    g_per_kwh: float | None = Field(None, ge=0, description="static: override the table.")
+    csv_path: Path | None = Field(None, description="csv: the trace file (required by csv).")
+    csv_timezone: str = Field("UTC", description="csv: how to read naive timestamps.")
+    step: str | None = Field(None, description='Resample the provider\'s series, e.g. "15min", "1h".')
+    lifecycle: bool = Field(False, description="CSV exports / Electricity Maps: lifecycle (LCA), not direct.")
+    base_url: str | None = Field(None, description="Web providers: point at a mirror or test server.")
+    timeout_s: float = Field(10.0, gt=0, description="Web providers: request timeout.")
+    retries: int = Field(3, ge=0, le=10, description="Web providers: retries with backoff on errors, 429, 5xx.")
+    cache_ttl_s: float = Field(300.0, ge=0, description="Web providers: how long an answer is reused.")
+    deadline: str | None = Field(
+        None, description='A duration, e.g. "24h": the study must finish by start + deadline. A policy needs it.'
+    )
+    policy: CarbonPolicy = Field("none", description="`none` only accounts; the others delay or pause trials.")
+    forecast: Literal["provider", "history"] = Field(
+        "provider", description="provider: its forecast API; history: a profile fitted on past days."
+    )
+    threshold_g_per_kwh: float | None = Field(
+        None, ge=0, description="threshold / pause-resume: the level (this or threshold_percentile)."
+    )
+    threshold_percentile: float | None = Field(
+        None, ge=0, le=100, description="threshold / pause-resume: the level as a percentile of the forecast."
+    )
+    min_saving: float = Field(0.0, ge=0, lt=1, description="flexible-start: wait only if it saves this share.")
 
     @field_validator("deadline", "step")
     @classmethod
@@ -311,39 +339,55 @@ class ReportSettings(_Strict):
     no measured ``co2_kg``.
     """
 
-    price_per_kwh: float = Field(0.30, ge=0)
-    currency: str = Field("EUR", min_length=1, max_length=8)
-    co2_kg_per_kwh: float = Field(0.475, ge=0)
+    price_per_kwh: float = Field(0.30, ge=0, description="Tariff for the price tag.")
+    currency: str = Field("EUR", min_length=1, max_length=8, description="Currency of `price_per_kwh`.")
+    co2_kg_per_kwh: float = Field(0.475, ge=0, description="Used only when no CO2 was measured.")
 
 
 Strategy = Literal["bo", "grid", "random", "sobol"]
 
 
 class StudyConfig(_Strict):
-    """Everything a study needs. See the README's YAML schema for the same fields."""
+    """Everything a study needs. ``docs/config.md`` lists the same fields."""
 
-    objective: Any
-    search_space: dict[str, Parameter]
-    budget_kwh: float
-    name: str | None = None
-    metric: str = "accuracy"
-    mode: Literal["max", "min"] = "max"
-    metric_threshold: float | None = None
-    max_trials: int | None = Field(None, ge=1)
-    max_concurrent_trials: int | None = Field(None, ge=1)
-    resources_per_trial: Resources = Resources()
-    strategy: Strategy = "bo"
-    seed: int | None = None
-    grid_resolution: int = Field(3, ge=2, le=50)
-    initial_trials: int | None = Field(None, ge=1)
-    early_stopping: Literal["none", "pareto"] = "none"
-    output_dir: Path | None = None
-    mlflow: MlflowSettings = MlflowSettings()
-    energy: EnergySettings = EnergySettings()
-    pue: float = 1.0
-    carbon: CarbonSettings = CarbonSettings()
-    address: str | None = None
-    report: ReportSettings = ReportSettings()
+    objective: Any = Field(description='"module:function", or a callable in Python.')
+    search_space: dict[str, Parameter] = Field(
+        description="Parameter name to spec; a plain value is fixed. At least one range or choice."
+    )
+    budget_kwh: float = Field(description="The energy budget, in kWh; > 0.")
+    name: str | None = Field(
+        None, description="Letters, digits, `_`, `-`, `.`; default: the objective function's name."
+    )
+    metric: str = Field("accuracy", description="The metric the objective returns; an identifier.")
+    mode: Literal["max", "min"] = Field(
+        "max", description="`energy_kwh` is always the second objective, minimised."
+    )
+    metric_threshold: float | None = Field(
+        None, description="bo: worst metric worth finding (default: Ax infers it)."
+    )
+    max_trials: int | None = Field(None, ge=1, description="Optional cap on the number of trials.")
+    max_concurrent_trials: int | None = Field(
+        None, ge=1, description="Default: as many as the resources allow."
+    )
+    resources_per_trial: Resources = Field(Resources(), description="What Ray reserves for each trial.")
+    strategy: Strategy = Field("bo", description="bo (Ax/BoTorch); grid, random and sobol are baselines.")
+    seed: int | None = Field(None, description="Seed for the searcher.")
+    grid_resolution: int = Field(3, ge=2, le=50, description="grid: levels per range parameter.")
+    initial_trials: int | None = Field(
+        None, ge=1, description="bo/sobol: Sobol points before BO (default: Ax decides)."
+    )
+    early_stopping: Literal["none", "pareto"] = Field(
+        "none", description="pareto: stop a trial whose per-report curve cannot reach the front."
+    )
+    output_dir: Path | None = Field(
+        None, description="Default `./greentune-runs/<name>`; resolved to an absolute path."
+    )
+    mlflow: MlflowSettings = Field(MlflowSettings(), description="Where results are tracked.")
+    energy: EnergySettings = Field(EnergySettings(), description="How trial energy is measured.")
+    pue: float = Field(1.0, description="Facility energy = total x PUE; >= 1 (1.0 = no overhead).")
+    carbon: CarbonSettings = Field(CarbonSettings(), description="Carbon intensity and scheduling.")
+    address: str | None = Field(None, description="Ray cluster address; default `RAY_ADDRESS`, else local Ray.")
+    report: ReportSettings = Field(ReportSettings(), description="The price tag's rates.")
 
     @field_validator("objective")
     @classmethod
