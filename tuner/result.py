@@ -13,6 +13,7 @@ import pandas as pd
 
 from tuner.config import ENERGY_METRIC
 from tuner.pareto import pareto_mask
+from tuner.study.record import TrialStatus
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -92,7 +93,7 @@ class TuneResult:
 
     @property
     def completed(self) -> pd.DataFrame:
-        return self.trials[self.trials["status"] == "completed"]
+        return self.trials[self.trials["status"] == TrialStatus.COMPLETED]
 
     @property
     def pareto_front(self) -> pd.DataFrame:

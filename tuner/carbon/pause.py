@@ -27,6 +27,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from tuner.carbon.base import IntensityProvider
 from tuner.carbon.gate import Clock, utc_now
+from tuner.study.record import TrialReport, TrialStatus
 
 if TYPE_CHECKING:
     from tuner.study.ledger import EnergyLedger
@@ -134,7 +135,8 @@ class CarbonPauseScheduler(FIFOScheduler):
     # ------------------------------------------------------------------ Ray's hooks
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
-        if result.get("greentune_status", "running") != "running" or not result.get("greentune_checkpointed"):
+        report = TrialReport.from_result(result)
+        if report.status is not TrialStatus.RUNNING or not report.checkpointed:
             return TrialScheduler.CONTINUE
         now = self.clock()
         if not self.dirty(now):

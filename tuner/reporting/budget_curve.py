@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from tuner.config import ENERGY_METRIC
+from tuner.study.record import TrialStatus
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -112,7 +113,7 @@ def best_so_far(result: TuneResult) -> pd.DataFrame:
     """The study's own best metric against its cumulative trial energy (row order = start order)."""
     trials = result.trials
     spent = trials[ENERGY_METRIC].fillna(0).cumsum().to_numpy(float)
-    ok = (trials["status"] == "completed").to_numpy() & trials[result.metric].notna().to_numpy()
+    ok = (trials["status"] == TrialStatus.COMPLETED).to_numpy() & trials[result.metric].notna().to_numpy()
     values = np.where(ok, trials[result.metric].to_numpy(float), np.nan)
     sign = 1.0 if result.mode == "max" else -1.0
     best = sign * np.fmax.accumulate(sign * values) if len(values) else values

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from tuner.config import ENERGY_METRIC
+from tuner.study.record import TrialStatus
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -25,11 +26,11 @@ if TYPE_CHECKING:
 
 # status -> (label, colour, plotly symbol, matplotlib marker)
 _STYLE = {
-    "completed": ("completed", "#1f77b4", "circle", "o"),
-    "failed": ("failed", "#d62728", "x", "x"),
-    "stopped_by_budget": ("stopped by budget", "#7f7f7f", "diamond", "D"),
-    "stopped": ("stopped", "#9467bd", "diamond-open", "d"),
-    "interrupted": ("interrupted (driver died)", "#8c564b", "square-open", "s"),
+    TrialStatus.COMPLETED.value: ("completed", "#1f77b4", "circle", "o"),
+    TrialStatus.FAILED.value: ("failed", "#d62728", "x", "x"),
+    TrialStatus.STOPPED_BY_BUDGET.value: ("stopped by budget", "#7f7f7f", "diamond", "D"),
+    TrialStatus.STOPPED.value: ("stopped", "#9467bd", "diamond-open", "d"),
+    TrialStatus.INTERRUPTED.value: ("interrupted (driver died)", "#8c564b", "square-open", "s"),
 }
 _OTHER = ("other", "#bcbd22", "circle-open", "o")
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from tuner.config import ENERGY_METRIC
 from tuner.pareto import hypervolume
+from tuner.study.record import TrialStatus
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -30,7 +31,7 @@ def hypervolume_progress(result: TuneResult) -> pd.DataFrame:
     """One row per trial: cumulative kWh, and the normalised hypervolume of the front so far."""
     trials = result.trials
     spent = trials[ENERGY_METRIC].fillna(0).cumsum().to_numpy(float)
-    ok = ((trials["status"] == "completed") & trials[result.metric].notna()
+    ok = ((trials["status"] == TrialStatus.COMPLETED) & trials[result.metric].notna()
           & (trials[ENERGY_METRIC] > 0)).to_numpy()
     points = np.full((len(trials), 2), np.nan)
     if ok.any():
@@ -67,10 +68,10 @@ def progress_figure(result: TuneResult, progress: pd.DataFrame) -> Figure:
         ax.text(0.5, 0.5, "no trials", ha="center", va="center", transform=ax.transAxes)
         return fig
     ax.step(progress["cumulative_kwh"], progress["hypervolume"], where="post", color="#1f77b4")
-    for status, marker, color in (("completed", "o", "#1f77b4"), ("failed", "x", "#d62728")):
+    for status, marker, color in ((TrialStatus.COMPLETED, "o", "#1f77b4"), (TrialStatus.FAILED, "x", "#d62728")):
         rows = progress[progress["status"] == status]
         ax.scatter(rows["cumulative_kwh"], rows["hypervolume"], marker=marker, color=color, s=18, label=status)
-    stopped = progress[progress["status"].str.startswith(("stopped", "interrupted"))]
+    stopped = progress[progress["status"].isin([TrialStatus.STOPPED, TrialStatus.STOPPED_BY_BUDGET, TrialStatus.INTERRUPTED])]
     ax.scatter(stopped["cumulative_kwh"], stopped["hypervolume"], marker="D", color="#7f7f7f", s=18, label="stopped")
     ax.set_xlabel("cumulative trial energy (kWh)")
     ax.set_ylabel("normalised hypervolume of the front so far")

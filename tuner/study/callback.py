@@ -16,7 +16,7 @@ from ray.tune import Callback
 
 from tuner.redact import redact
 from tuner.study.ledger import EnergyLedger
-from tuner.study.record import TrialRecord, TrialReport
+from tuner.study.record import TrialRecord, TrialReport, TrialStatus
 from tuner.tracking import StudyTracker
 
 if TYPE_CHECKING:
@@ -136,12 +136,12 @@ class StudyCallback(Callback):
 
 def progress_line(ledger: EnergyLedger, front_size: int) -> str:
     counts = ledger.counts()
-    done = counts.get("completed", 0)
+    done, running, queued, failed = (counts.get(status.value, 0) for status in (
+        TrialStatus.COMPLETED, TrialStatus.RUNNING, TrialStatus.PENDING, TrialStatus.FAILED))
     share = 100 * ledger.total_kwh / ledger.budget_kwh
     return (
-        f"[greentune] trials: {done} done, {counts.get('running', 0)} running, "
-        f"{counts.get('pending', 0)} queued, "
-        f"{counts.get('failed', 0)} failed | energy {ledger.total_kwh:.3g} / {ledger.budget_kwh:.3g} kWh "
+        f"[greentune] trials: {done} done, {running} running, {queued} queued, "
+        f"{failed} failed | energy {ledger.total_kwh:.3g} / {ledger.budget_kwh:.3g} kWh "
         f"({share:.0f}%) | Pareto front: {front_size}"
     )
 
