@@ -235,7 +235,7 @@ def test_searcher_never_tells_the_model_a_non_finite_outcome(result: dict):
     ledger.start("t", {})
     ledger.observe("t", result)
     outcome = ledger.outcome("t")
-    assert outcome.status == "failed" and "not finite" in (outcome.error or "")
+    assert outcome.status == "failed" and "finite" in (outcome.error or "")
 
 
 # --------------------------------------------------------------------------- the CLI

@@ -40,7 +40,10 @@ class _Strict(BaseModel):
 
     # allow_inf_nan=False: a NaN or infinite number (budget, PUE, watts, price...) is
     # always a mistake, and NaN slips through every ``ge``/``gt`` bound.
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True, allow_inf_nan=False)
+    # Unknown keys are refused once, by ``_reject_unknown_keys`` (its message suggests the
+    # nearest valid key); the schema still says no other key is allowed.
+    model_config = ConfigDict(extra="ignore", frozen=True, arbitrary_types_allowed=True, allow_inf_nan=False,
+                              json_schema_extra={"additionalProperties": False})
 
     @model_validator(mode="before")
     @classmethod

@@ -166,8 +166,12 @@ class TrialReport:
         energy = result.get(ENERGY_METRIC)
         usable = isinstance(energy, (int, float)) and not isinstance(energy, bool) and math.isfinite(energy) and energy >= 0
         reports = result.get(REPORTS_KEY)
+        status, error = TrialStatus(result.get(STATUS_KEY) or TrialStatus.RUNNING), result.get(ERROR_KEY)
+        if status is TrialStatus.COMPLETED and energy is not None and not usable:
+            # a total the study cannot add up: the trial's result cannot be trusted either
+            status, error = TrialStatus.FAILED, f"metric '{ENERGY_METRIC}' is not a finite, non-negative number ({energy})"
         return cls(
-            status=TrialStatus(result.get(STATUS_KEY) or TrialStatus.RUNNING),
+            status=status,
             energy_kwh=float(energy) if usable else None,
             metrics=_numeric_metrics(result),
             info={k: v for k, v in result.items() if is_info_key(k)},
@@ -175,7 +179,7 @@ class TrialReport:
             history=tuple((int(n), dict(m)) for n, m in json.loads(result.get(HISTORY_KEY) or "[]")),
             segment=result.get(SEGMENT_KEY),
             checkpointed=bool(result.get(CHECKPOINTED_KEY)),
-            error=result.get(ERROR_KEY),
+            error=error,
             iteration=result.get("training_iteration"),
             time_total_s=float(result.get("time_total_s") or 0.0),
             time_this_iter_s=float(result.get("time_this_iter_s") or 0.0),
