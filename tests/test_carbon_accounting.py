@@ -77,9 +77,8 @@ def test_reported_energy_takes_the_shape_of_the_heartbeats() -> None:
 
 
 def _entry(start: float, end: float, kwh: float, beats: list[tuple[float, float]]) -> TrialRecord:
-    entry = TrialRecord("t", {}, status="completed", energy_kwh=kwh, started_at=start)
-    entry.run_started_at, entry.ended_at, entry.energy_timeline = start, end, beats
-    return entry
+    return TrialRecord("t", {}, status="completed", energy_kwh=kwh, started_at=start, run_started_at=start,
+                       ended_at=end, energy_timeline=tuple(beats))
 
 
 def _trace(tmp_path: Path) -> Path:

@@ -56,11 +56,12 @@ class StudyCallback(Callback):
     def __getstate__(self) -> dict[str, Any]:
         """What Ray pickles into ``tuner.pkl``: no MLflow client, carbon provider or config.
 
-        Those hold credentials (a tracking URI with a password, API tokens); greentune
-        never restores a study from Ray's pickle, it rebuilds them from its own state.
+        Those hold credentials (a tracking URI with a password, API tokens), and so do the
+        study's own methods passed in here; greentune never restores a study from Ray's
+        pickle, it rebuilds them from its own state.
         """
         state = self.__dict__.copy()
-        state.update(tracker=None, carbon=None, front_size=None, persist=None)
+        state.update(tracker=None, carbon=None, front_size=None, persist=None, save_ledger=None)
         return state
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
