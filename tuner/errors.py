@@ -46,6 +46,13 @@ class SourceUnavailable(GreentuneError):
     """An energy source cannot be used here; the message is the reason recorded for the fallback."""
 
 
+class AxCompatibilityError(GreentuneError, ImportError):
+    """The installed Ax is not the version greentune's Ax internals were written against.
+
+    The message names the pinned version, the installed one and what is missing.
+    """
+
+
 class GreentuneWarning(UserWarning):
     """The root of greentune's warnings."""
 

@@ -3,7 +3,8 @@
 Ray's own ``AxSearch`` is broken against Ax 1.3.1, so this is a small ``Searcher`` of
 our own. ``bo`` runs a Sobol initialisation and then BoTorch's qLogNEHVI on the two
 objectives (the metric, and ``energy_kwh`` minimised); ``sobol`` stays quasi-random.
-Ax is imported here only, so trial processes never pay for it.
+Ax is imported here only, so trial processes never pay for it; every use of its internals
+goes through :mod:`tuner.search.ax_compat`, which checks the installed Ax on import.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import json
 import logging
 import math
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -70,6 +70,8 @@ class AxSearcher(GreentuneSearcher):
         quiet_ax_logging()
         from ax import Client
         from ax.utils.common.logger import set_stderr_log_level
+
+        from tuner.search import ax_compat  # noqa: F401 - checks the installed Ax before it is used
 
         set_stderr_log_level(logging.WARNING)  # Ax logs every trial at INFO; progress lines say enough
         self.method = method
@@ -159,12 +161,15 @@ class AxSearcher(GreentuneSearcher):
         from ax.exceptions.core import SearchSpaceExhausted
         from ax.exceptions.generation_strategy import GenerationStrategyRepeatedPoints
 
+        from tuner.search import ax_compat
+
         with warnings.catch_warnings():
             # Ax warns on every step before thresholds exist, and torch on its own internals.
             warnings.simplefilter("ignore", Warning)
             try:
                 self._set_cost_options()
-                with _discrete_local_search(self._discrete), _warm_started(self._fits):
+                with ax_compat.discrete_local_search(self._discrete), \
+                        ax_compat.surrogate_fit_routed_through(self._fits.fit if self._fits else None):
                     ((index, params),) = self.client.get_next_trials(max_trials=1).items()
             except (GenerationStrategyRepeatedPoints, SearchSpaceExhausted):  # a small space, nearly all tried
                 return self._attach(self._sample_unseen())
@@ -190,17 +195,18 @@ class AxSearcher(GreentuneSearcher):
         """
         if not self.cost_aware:
             return
-        data = self.client._experiment.lookup_data().df  # noqa: SLF001 - Ax 1.3.1 has no public accessor
+        from tuner.search import ax_compat
+
+        data = ax_compat.experiment(self.client).lookup_data().df
         energies = data.loc[data["metric_name"] == ENERGY_METRIC, "mean"].to_numpy(dtype=float)
         if len(energies) < 2:
             return  # still initialising: no model yet
         from tuner.search.cost_aware import CostAwareLogNEHVI
 
-        spec = self.client._generation_strategy._nodes[-1].generator_specs[0]  # noqa: SLF001 - see _make_step_fast
-        if spec.generator_kwargs.get("botorch_acqf_class") is not CostAwareLogNEHVI:
+        strategy = ax_compat.generation_strategy(self.client)
+        if ax_compat.bo_acquisition_class(strategy) is not CostAwareLogNEHVI:
             return  # a snapshot from before cost-aware search: it resumes as it began
-        options = spec.generator_gen_kwargs["model_gen_options"]["acquisition_function_kwargs"]
-        options.update(
+        ax_compat.bo_acquisition_options(strategy).update(
             cost_weight=self.cost_weight(),
             energy_mean=float(energies.mean()),
             energy_std=float(energies.std(ddof=1)) or 1.0,
@@ -279,8 +285,9 @@ class AxSearcher(GreentuneSearcher):
     def save_state(self, path: Path) -> bool:
         """Ax's snapshot (what ``Client.save_to_json_file`` writes), never half-written."""
         from tuner.atomic import atomic_write
+        from tuner.search import ax_compat
 
-        snapshot = self.client._to_json_snapshot()  # noqa: SLF001 - the body of save_to_json_file (Ax 1.3.1)
+        snapshot = ax_compat.json_snapshot(self.client)
         atomic_write(path, lambda handle: handle.write(json.dumps(snapshot)))
         return True
 
@@ -301,9 +308,11 @@ class AxSearcher(GreentuneSearcher):
                 logging.getLogger("tuner").warning(
                     "could not load the Ax snapshot %s (%s: %s); rebuilding Ax from the ledger's history",
                     state, type(exc).__name__, exc)
+        from tuner.search import ax_compat
+
         done: set[tuple] = set()
         still_open: dict[tuple, list[int]] = {}
-        for index, trial in self.client._experiment.trials.items():  # noqa: SLF001 - no public listing
+        for index, trial in ax_compat.experiment(self.client).trials.items():
             key = self._key({k: _plain(v) for k, v in trial.arm.parameters.items()})  # type: ignore[attr-defined]
             if trial.status.is_completed or trial.status.is_failed:
                 done.add(key)
@@ -333,7 +342,9 @@ class AxSearcher(GreentuneSearcher):
 
     @property
     def generation_strategy_name(self) -> str:
-        return self.client._generation_strategy.name  # noqa: SLF001 - for reports only
+        from tuner.search import ax_compat
+
+        return ax_compat.generation_strategy(self.client).name
 
 
 COST_WEIGHT_WITHOUT_BUDGET = 0.5  # without a budget there is nothing to cool towards; measured by zeus_traces.py
@@ -430,55 +441,32 @@ def _make_step_fast(strategy: Any, discrete: bool = False) -> None:
     """Cheaper acquisition settings, and a search that suits the space.
 
     A discrete space (choices and small integer ranges, e.g. batch size x power limit x
-    epochs) stays discrete, and the step runs under :func:`_discrete_local_search`. It then
-    never proposes a configuration already tried or pending: relaxed to continuous values,
-    the optimum rounded back onto a tried point in most steps on the Zeus traces, and each
-    such repeat cost a random draw.
+    epochs) stays discrete, and the step runs under :func:`ax_compat.discrete_local_search`.
+    It then never proposes a configuration already tried or pending: relaxed to continuous
+    values, the optimum rounded back onto a tried point in most steps on the Zeus traces,
+    and each such repeat cost a random draw. Ax's own choice below 10,000 points, scoring
+    every point, took several times as long per step there and found no better front.
 
     Otherwise ints and choices are relaxed to continuous values in the model. Ax's default
     keeps them discrete, which sends the acquisition optimiser to
     ``optimize_acqf_mixed_alternating``: tens of seconds per step at 50 trials on two
-    cores. Relaxing them (``Cont_X_trans``: Ax rounds the candidate back onto the grid)
-    lets plain ``optimize_acqf`` run, and fewer restarts and MC samples cut it further.
-    """
-    from ax.adapter.registry import Cont_X_trans, Y_trans
+    cores. Relaxed (Ax rounds the candidate back onto the grid), plain ``optimize_acqf``
+    runs, and fewer restarts and MC samples cut it further.
 
-    node = strategy._nodes[-1]  # noqa: SLF001 - Ax has no public setter for a built node's spec
-    node.should_deduplicate = False  # AxSearcher dedupes itself: Ax refits up to 5 times per repeat
-    spec = node.generator_specs[0]
-    if discrete:
-        spec.generator_gen_kwargs["model_gen_options"] = {
-            "optimizer_kwargs": dict(FAST_DISCRETE_OPTIMIZER_KWARGS),
+    Ax's deduplication is off: AxSearcher dedupes itself, and Ax refits up to 5 times per repeat.
+    """
+    from tuner.search import ax_compat
+
+    optimizer_kwargs = FAST_DISCRETE_OPTIMIZER_KWARGS if discrete else FAST_OPTIMIZER_KWARGS
+    ax_compat.configure_bo_node(
+        strategy,
+        model_gen_options={
+            "optimizer_kwargs": dict(optimizer_kwargs),
             "acquisition_function_kwargs": dict(FAST_ACQF_KWARGS),
-        }
-        return
-    spec.generator_kwargs["transforms"] = [*Cont_X_trans, *Y_trans]
-    spec.generator_gen_kwargs["model_gen_options"] = {
-        "optimizer_kwargs": dict(FAST_OPTIMIZER_KWARGS),
-        "acquisition_function_kwargs": dict(FAST_ACQF_KWARGS),
-    }
-
-
-@contextmanager
-def _discrete_local_search(active: bool) -> Iterator[None]:
-    """Make Ax search a discrete space locally instead of scoring every point of it.
-
-    Below BoTorch's ``MAX_CHOICES_ENUMERATE`` (10,000 points) Ax scores every point with
-    the acquisition function: 2.7 s per step at 30 trials on the Zeus traces' 7,000 points,
-    against 0.7 s for local search, which found as good a front there. Ax reads that limit
-    as a module global when it picks the optimiser, so it is lowered for this step only.
-    """
-    if not active:
-        yield
-        return
-    from ax.generators.torch.botorch_modular import acquisition
-
-    before = acquisition.MAX_CHOICES_ENUMERATE
-    acquisition.MAX_CHOICES_ENUMERATE = 0
-    try:
-        yield
-    finally:
-        acquisition.MAX_CHOICES_ENUMERATE = before
+        },
+        relax_discrete_parameters=not discrete,
+        deduplicate=False,
+    )
 
 
 class WarmStartFits:
@@ -516,26 +504,6 @@ class WarmStartFits:
 
 
 COLD_REFIT_GROWTH = 1.25  # a fit from scratch whenever the data grew by a quarter since the last
-
-
-@contextmanager
-def _warm_started(fits: WarmStartFits | None) -> Iterator[None]:
-    """Route this step's ``Surrogate.fit`` through ``fits`` (Ax 1.3.1 builds a new surrogate per step)."""
-    if fits is None:
-        yield
-        return
-    from ax.generators.torch.botorch_modular.surrogate import Surrogate
-
-    original = Surrogate.fit
-
-    def fit(surrogate: Any, datasets: Sequence[Any], search_space_digest: Any, **kwargs: Any) -> None:
-        fits.fit(original, surrogate, datasets, search_space_digest, **kwargs)
-
-    Surrogate.fit = fit  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        Surrogate.fit = original  # type: ignore[method-assign]
 
 
 class _torch_threads:

@@ -15,18 +15,16 @@ searcher models log10 kWh (the default) rather than kWh.
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any
 
 import torch
-from botorch.acquisition.input_constructors import (
-    acqf_input_constructor,
-    construct_inputs_qLogNEHVI,
-)
+from botorch.acquisition.input_constructors import construct_inputs_qLogNEHVI
 from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
 from botorch.utils.transforms import t_batch_mode_transform
 from torch import Tensor
+
+from tuner.search import ax_compat
 
 
 class CostAwareLogNEHVI(qLogNoisyExpectedHypervolumeImprovement):
@@ -70,18 +68,12 @@ def construct_inputs_cost_aware(**kwargs: Any) -> dict[str, Any]:
     return {**construct_inputs_qLogNEHVI(**kwargs), **cost}
 
 
-# BoTorch passes a constructor only the keywords its signature names, so it names qLogNEHVI's and ours.
-construct_inputs_cost_aware.__signature__ = inspect.signature(construct_inputs_qLogNEHVI).replace(  # type: ignore[attr-defined]
-    parameters=[
-        *inspect.signature(construct_inputs_qLogNEHVI).parameters.values(),
-        *(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=value) for key, value in _COST_DEFAULTS.items()),
-    ]
+# Its signature is rewritten there to name qLogNEHVI's keywords and ours (BoTorch passes no others).
+ax_compat.register_input_constructor(
+    CostAwareLogNEHVI, construct_inputs_cost_aware, extends=construct_inputs_qLogNEHVI, extra_keywords=_COST_DEFAULTS
 )
-acqf_input_constructor(CostAwareLogNEHVI)(construct_inputs_cost_aware)
 
 
 def register() -> None:
     """Let Ax's JSON snapshots name this class (a study's ``searcher.json`` holds it)."""
-    from ax.storage.botorch_modular_registry import register_acquisition_function
-
-    register_acquisition_function(CostAwareLogNEHVI)
+    ax_compat.register_for_json_snapshots(CostAwareLogNEHVI)
