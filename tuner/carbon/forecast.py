@@ -40,8 +40,8 @@ import pandas as pd
 from tuner.carbon.base import IntensityProvider, IntensityReading, IntensitySeries
 from tuner.carbon.series import last_step, to_utc
 
-# No margin: with the fitted carry-over, a 2% margin changed no case's goal on the 2020 DE/FR
-# replays and cost 7 points of share on DE 09:00 4 h (benchmarks/carbon_shift.py --margin).
+# No margin: with the fitted carry-over, a margin bought nothing on the DE/FR replays and
+# cost share of the oracle (benchmarks/carbon_shift.py --margin; docs/carbon.md).
 HISTORY_MIN_SAVING = 0.0
 DAY = pd.Timedelta(days=1)
 

@@ -85,13 +85,15 @@ def _from_ax(client: Any, metrics: list[str], space: dict[str, Any]) -> Sensitiv
     from ax.adapter.torch import TorchAdapter
     from ax.utils.sensitivity.sobol_measures import ax_parameter_sens
 
-    adapter = client._generation_strategy.adapter  # noqa: SLF001 - Ax exposes no public getter
+    from tuner.search import ax_compat
+
+    adapter = ax_compat.generation_strategy(client).adapter
     how = "the BoTorch model of the study's last BO step"
     if not isinstance(adapter, TorchAdapter):
         # Still in the Sobol phase: fit Ax's default BoTorch model on the same data.
         from ax.adapter.registry import Generators
 
-        experiment = client._experiment  # noqa: SLF001
+        experiment = ax_compat.experiment(client)
         adapter = Generators.BOTORCH_MODULAR(experiment=experiment, data=experiment.lookup_data())
         how = "a BoTorch model Ax fitted on the study's data (the search never left its Sobol phase)"
     kwargs = {"num_mc_samples": MC_SAMPLES, "input_qmc": False}

@@ -90,11 +90,9 @@ class AxSearcher(GreentuneSearcher):
         Without thresholds, qLogNEHVI infers its reference point from the data (just
         beyond the observed nadir), which keeps the search on the region where the front
         is. Fixed loose thresholds (the worst metric seen, the whole budget's kWh) made
-        the hypervolume improvements of cheap trials look negligible: on the Zeus traces
-        (``benchmarks/zeus_traces.py``) the final hypervolume rose from 0.72-0.92 to
-        0.92-0.98 on two of three problems when they were dropped. greentune computes the
-        Pareto front itself (``tuner.result.pareto_mask``), so Ax's frontier, which needs
-        thresholds on both objectives, is never asked for.
+        the hypervolume improvements of cheap trials look negligible (docs/search.md has
+        the figures). greentune computes the Pareto front itself (``tuner.pareto``), so
+        Ax's frontier, which needs thresholds on both objectives, is never asked for.
         """
         constraints = []
         if self.metric_threshold is not None:
@@ -472,12 +470,11 @@ def _make_step_fast(strategy: Any, discrete: bool = False) -> None:
 class WarmStartFits:
     """Start each GP fit from the last fit's hyperparameters; from scratch as the data grows.
 
-    Ax fits its model from scratch on every step: at 50 trials on the quickstart space that
-    took 0.6-0.7 s of a 1.1-2.1 s step. One new trial barely moves the optimum, and started
-    there L-BFGS converges in a third of the time (``Surrogate.fit``'s own ``state_dict``
-    warm start). A fit from scratch still runs whenever the data has grown by
+    Ax fits its model from scratch on every step, and the fit is a large part of the step
+    (``benchmarks/bo_step.py --profiles fast,fast-cold``; docs/search.md). One new trial
+    barely moves the optimum, and started there L-BFGS converges much sooner
+    (``Surrogate.fit``'s own ``state_dict`` warm start). A fit from scratch still runs whenever the data has grown by
     :data:`COLD_REFIT_GROWTH` since the last one, so the fit cannot stay in a poor optimum.
-    Measured by ``benchmarks/bo_step.py`` (``fast-cold``) and ``benchmarks/zeus_traces.py``.
     """
 
     def __init__(self) -> None:
