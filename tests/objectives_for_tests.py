@@ -141,3 +141,24 @@ def checkpointing(params: dict) -> dict:
         while runs == 1 and hold and os.path.exists(hold) and time.monotonic() < limit:
             time.sleep(0.1)
     return {"accuracy": float(params["x"]), "runs": float(runs), "resumed_at_epoch": float(start)}
+
+
+def pid_noter(params: dict) -> dict:
+    """Burns ``burn_s`` CPU, sleeps ``sleep_s``, or (``flat``) reports the same accuracy until
+    stopped, leaving ``<name>.ended`` in ``pid_dir`` when it ends."""
+    from pathlib import Path
+
+    if params["kind"] == "flat":  # the same accuracy report after report: early stopping ends it
+        try:
+            for _ in range(100):
+                _burn(0.2)
+                tuner.report(accuracy=0.5)
+        finally:
+            Path(params["pid_dir"], params["name"] + ".ended").write_text(str(time.time()))
+        return {"accuracy": 0.5}
+    if params["kind"] == "burn":
+        _burn(float(params["burn_s"]))
+    else:
+        time.sleep(float(params["sleep_s"]))
+    return {"accuracy": 0.9}
+

@@ -373,6 +373,12 @@ class StudyConfig(_Strict):
         None, ge=1, description="Default: as many as the resources allow."
     )
     resources_per_trial: Resources = Field(Resources(), description="What Ray reserves for each trial.")
+    reuse_trial_processes: bool = Field(
+        True,
+        description="Run the next trial in the process the last one ran in (Ray Tune's reuse_actors): "
+        "no process start, imports or data loading again. Each trial keeps its own energy window. "
+        "Turn off for objectives that leave state behind in their process.",
+    )
     strategy: Strategy = Field("bo", description="bo (Ax/BoTorch); grid, random and sobol are baselines.")
     seed: int | None = Field(None, description="Seed for the searcher.")
     grid_resolution: int = Field(3, ge=2, le=50, description="grid: levels per range parameter.")

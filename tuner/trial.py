@@ -52,9 +52,20 @@ class _Session:
     def __init__(self, restored: Any = None) -> None:
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.restored = restored
+        self.stopped = False  # Ray stopped the trial: the objective ends at its next report()
+
+
+class _TrialStopped(BaseException):
+    """Raised in the objective by :func:`report` once Ray has stopped its trial.
+
+    A ``BaseException`` (like ``SystemExit``), so that an objective's ``except Exception``
+    does not keep a stopped trial running.
+    """
 
 
 _current: _Session | None = None
+_objective_thread = threading.local()  # the session of the trial whose objective runs here
+_last_objective: threading.Thread | None = None  # the objective thread of this process's last trial
 
 
 def report(checkpoint: Any = None, **metrics: float) -> None:
@@ -66,9 +77,11 @@ def report(checkpoint: Any = None, **metrics: float) -> None:
     :func:`get_checkpoint` returns. Outside a greentune trial this does nothing, so an
     objective can be called directly in a notebook or a unit test.
     """
-    session = _current
+    session = getattr(_objective_thread, "session", None) or _current
     if session is None:
         return
+    if session.stopped:
+        raise _TrialStopped("the trial was stopped")
     if checkpoint is not None:  # pickled now: the objective may change the object later
         session.events.put(("checkpoint", pickle.dumps(checkpoint)))
     values = _as_floats(metrics)
@@ -88,10 +101,20 @@ def get_checkpoint() -> Any:
 
 
 def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
-    """Ray Tune function trainable: objective + energy window + heartbeats."""
+    """Ray Tune function trainable: objective + energy window + heartbeats.
+
+    Ray may run the next trial in this same process (``reuse_trial_processes``). So that
+    each trial's window holds its own energy only, a trial never ends while its objective
+    still runs: a stopped trial's objective ends at its next :func:`report` call, and
+    until then this function waits (Ray gives up on reusing a process whose trial does
+    not end soon, and starts a new one).
+    """
     from ray import tune
 
-    global _current
+    global _current, _last_objective
+    if _last_objective is not None and _last_objective.is_alive():
+        raise RuntimeError("an earlier trial's objective still runs in this process; "
+                           "its energy would be metered as this trial's")
     gpu_ids, gpu_shared = _assigned_gpus()
     meter = make_meter(settings.energy, gpu_ids=gpu_ids, gpu_shared=gpu_shared)
     meter.hardware.update(_ray_node_tags())  # several nodes may share one hostname
@@ -107,6 +130,7 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
         target=_call_objective, args=(settings.objective, params, session, gpu_ids), daemon=True
     )
     worker.start()
+    _last_objective = worker
     latest: dict[str, float] = {}
     unsent: list[tuple[int, dict[str, float]]] = []  # (report number, metrics) not yet sent
     state: bytes | None = None  # the objective's newest checkpoint, not yet given to Ray
@@ -131,6 +155,13 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
             heartbeat = running_result(latest, live.as_record(), epochs, unsent, segment, checkpointed)
             _report_with_checkpoint(heartbeat, state, epochs)
             state, unsent = None, []
+    except SystemExit:  # Ray stopped the trial: its report() raised in this thread
+        session.stopped = True
+        worker.join()  # the objective raises at its next report(); a reused process stays exact
+        raise
+    except BaseException:
+        session.stopped = True  # the trial failed: Ray ends its process
+        raise
     finally:
         _current = None
     measured = meter.end_window(_WINDOW)
@@ -195,14 +226,16 @@ def _assigned_gpus() -> tuple[list[str] | None, bool]:
 
 
 def _ray_node_tags() -> dict[str, str]:
-    """``hw_node_id`` and ``hw_node_ip``: the Ray node this trial (and its meter) runs on."""
+    """``hw_node_id``, ``hw_node_ip`` and ``hw_pid``: the Ray node and process this trial
+    (and its meter) runs in."""
     try:
         import ray
 
         if not ray.is_initialized():
             return {}
         return {"hw_node_id": ray.get_runtime_context().get_node_id(),
-                "hw_node_ip": ray.util.get_node_ip_address()}
+                "hw_node_ip": ray.util.get_node_ip_address(),
+                "hw_pid": str(os.getpid())}  # trials that shared a process (reuse_trial_processes)
     except Exception:  # noqa: BLE001 - outside a Ray worker there is no node to name
         return {}
 
@@ -210,6 +243,7 @@ def _ray_node_tags() -> dict[str, str]:
 def _call_objective(
     objective: Callable[..., Any] | str, params: dict[str, Any], session: _Session, gpu_ids: list[str] | None
 ) -> None:
+    _objective_thread.session = session  # report() finds its own trial, even after a newer one began
     try:
         from tuner.config import POWER_LIMIT_PARAM, resolve_objective
         from tuner.energy.power_limit import gpu_power_limit

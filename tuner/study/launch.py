@@ -79,6 +79,7 @@ def run_ray_tune(cfg: StudyConfig, objective: Any, searcher: Any, stopper: Any, 
             scheduler=scheduler,
             num_samples=cfg.max_trials or -1,
             max_concurrent_trials=cfg.max_concurrent_trials,
+            reuse_actors=cfg.reuse_trial_processes,
         ),
         run_config=tune.RunConfig(
             name="ray" if attempt == 0 else f"ray-resume-{attempt}",
