@@ -5,7 +5,7 @@
     python benchmarks/bo_step.py --profiles fast,fast-plain   # what the cost-aware acquisition adds
     python benchmarks/bo_step.py --profiles fast,fast-cold    # what warm-started model fits save
 
-Drives ``AxSearcher`` through its ask/tell interface (no Ray) on the quickstart's
+Drives ``AxSearcher`` through its ask/tell interface (no Ray) on examples/digits.yaml's
 6-parameter space with the synthetic outcomes of ``benchmarks/overhead.py``. Every step is
 timed right after a completed trial was told, so each one pays for a model refit, as in a
 real study. Prints the median wall and CPU seconds of the steps at about 10, 30 and 50
@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from overhead import QUICKSTART, _synthetic  # noqa: E402
+from overhead import DIGITS, _synthetic  # noqa: E402
 
 from tuner.config import load_config  # noqa: E402
 from tuner.search.ax_searcher import AxSearcher  # noqa: E402
@@ -42,7 +42,7 @@ def run_profile(profile: str, trials: int, seed: int) -> tuple[list[float], list
     if profile not in PROFILES:
         raise SystemExit(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     step = "ax-default" if profile == "ax-default" else "fast"
-    config = load_config(QUICKSTART, seed=seed)
+    config = load_config(DIGITS, seed=seed)
     searcher = AxSearcher(config.tunable, config.fixed, metric=config.metric, mode=config.mode, seed=seed,
                           method="bo",
                           initial_trials=config.initial_trials, step=step,  # type: ignore[arg-type]
@@ -102,7 +102,7 @@ def main() -> None:
     all_points = [p for _, _, pts in results.values() for p in pts]
     ref = (min(a for a, _ in all_points), max(e for _, e in all_points))
     box = (max(a for a, _ in all_points) - ref[0]) * (ref[1] - min(e for _, e in all_points))
-    print(f"\nBO step on the quickstart space (seed {args.seed}; median of 5 steps, each after a new result):")
+    print(f"\nBO step on the digits space (seed {args.seed}; median of 5 steps, each after a new result):")
     print(f"  {'profile':<12}" + "".join(f"{f'{n} trials wall/cpu':>22}" for n in LEVELS if n + 3 <= args.trials)
           + f"{'hypervolume':>14}")
     for profile, (walls, cpus, points) in results.items():

@@ -4,7 +4,7 @@
     python benchmarks/overhead.py --skip-study    # Ax step times only
 
 Part 1 times ``AxSearcher.suggest`` (one Ax model fit + qLogNEHVI candidate generation)
-with 10, 30 and 50 completed trials on the quickstart's 6-parameter space, and prints
+with 10, 30 and 50 completed trials on the 6-parameter space of examples/digits.yaml, and prints
 the median and p90 against the cost of a random-search step measured in the same run.
 Part 2 runs the quickstart study and prints ``overhead_kwh`` as a share of its energy.
 Figures are wall-clock and CPU seconds on whatever else the machine is doing: compare
@@ -27,6 +27,7 @@ from tuner.search import Outcome, RandomSearcher, make_searcher
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "examples" / "quickstart.yaml"
+DIGITS = ROOT / "examples" / "digits.yaml"  # the space the BO step is timed on
 
 
 def _synthetic(params: dict) -> tuple[float, float]:
@@ -45,7 +46,7 @@ def _complete(searcher, trial_id: str, params: dict) -> None:
 
 def ax_step_times(levels: list[int], repeats: int, seed: int = 0) -> dict[int, list[float]]:
     """Wall seconds of one BO step with ``level`` completed trials, ``repeats`` times each."""
-    config = load_config(QUICKSTART, seed=seed)
+    config = load_config(DIGITS, seed=seed)
     searcher = make_searcher(config)
     done = 0
     times: dict[int, list[float]] = {}
@@ -68,7 +69,7 @@ def ax_step_times(levels: list[int], repeats: int, seed: int = 0) -> dict[int, l
 
 
 def random_step_seconds(repeats: int = 200) -> float:
-    config = load_config(QUICKSTART)
+    config = load_config(DIGITS)
     searcher = RandomSearcher(config.tunable, config.fixed, seed=0)
     start = time.perf_counter()
     for i in range(repeats):
@@ -99,7 +100,7 @@ def main() -> None:
     parser.add_argument("--skip-study", action="store_true", help="only time Ax steps")
     args = parser.parse_args()
 
-    print("Ax generation step (Sobol+MBM, qLogNEHVI), quickstart space, synthetic outcomes:")
+    print("Ax generation step (Sobol+MBM, qLogNEHVI), digits space, synthetic outcomes:")
     baseline = random_step_seconds()
     times = ax_step_times([10, 30, 50], args.repeats)
     for level, samples in times.items():

@@ -7,6 +7,7 @@ energy, than small short ones: the trade-off greentune exists to find.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import tuner
@@ -21,6 +22,20 @@ SEARCH_SPACE: dict[str, Any] = {
 }
 
 
+@functools.lru_cache(maxsize=1)
+def dataset() -> tuple[Any, Any, Any, Any]:
+    """Train and validation tensors, built once per process: with greentune's default
+    ``reuse_trial_processes`` later trials in the same process skip it."""
+    import torch
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_digits(return_X_y=True)
+    x_train, x_val, y_train, y_val = train_test_split(x / 16.0, y, test_size=0.25, random_state=0, stratify=y)
+    return (torch.tensor(x_train, dtype=torch.float32), torch.tensor(y_train),
+            torch.tensor(x_val, dtype=torch.float32), torch.tensor(y_val))
+
+
 def digits_mlp(params: dict[str, Any]) -> dict[str, float]:
     """Train for ``epochs`` epochs, report validation accuracy each epoch, return the last.
 
@@ -28,19 +43,10 @@ def digits_mlp(params: dict[str, Any]) -> dict[str, float]:
     optionally ``seed`` (default 0) and ``threads`` (torch threads, default 1).
     """
     import torch
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     torch.set_num_threads(int(params.get("threads", 1)))
     torch.manual_seed(int(params.get("seed", 0)))
-    x, y = load_digits(return_X_y=True)
-    x_train, x_val, y_train, y_val = train_test_split(
-        x / 16.0, y, test_size=0.25, random_state=0, stratify=y
-    )
-    x_train = torch.tensor(x_train, dtype=torch.float32)
-    y_train = torch.tensor(y_train)
-    x_val = torch.tensor(x_val, dtype=torch.float32)
-    y_val = torch.tensor(y_val)
+    x_train, y_train, x_val, y_val = dataset()
 
     width, depth = int(params["width"]), int(params["depth"])
     layers: list[torch.nn.Module] = []
