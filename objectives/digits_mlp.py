@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import tuner
+from objectives._mlp import train_mlp
 
 SEARCH_SPACE: dict[str, Any] = {
     "width": {"type": "int", "low": 16, "high": 512, "log": True},
@@ -42,34 +42,4 @@ def digits_mlp(params: dict[str, Any]) -> dict[str, float]:
     Parameters: ``width``, ``depth``, ``lr``, ``batch_size``, ``epochs``, ``dropout``, and
     optionally ``seed`` (default 0) and ``threads`` (torch threads, default 1).
     """
-    import torch
-
-    torch.set_num_threads(int(params.get("threads", 1)))
-    torch.manual_seed(int(params.get("seed", 0)))
-    x_train, y_train, x_val, y_val = dataset()
-
-    width, depth = int(params["width"]), int(params["depth"])
-    layers: list[torch.nn.Module] = []
-    size_in = x_train.shape[1]
-    for _ in range(depth):
-        layers += [torch.nn.Linear(size_in, width), torch.nn.ReLU(), torch.nn.Dropout(float(params["dropout"]))]
-        size_in = width
-    model = torch.nn.Sequential(*layers, torch.nn.Linear(size_in, 10))
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(params["lr"]))
-    loss_fn = torch.nn.CrossEntropyLoss()
-    batch = int(params["batch_size"])
-
-    accuracy = 0.0
-    for epoch in range(int(params["epochs"])):
-        model.train()
-        order = torch.randperm(len(x_train))
-        for start in range(0, len(order), batch):
-            idx = order[start : start + batch]
-            optimizer.zero_grad()
-            loss_fn(model(x_train[idx]), y_train[idx]).backward()
-            optimizer.step()
-        model.eval()
-        with torch.no_grad():
-            accuracy = (model(x_val).argmax(dim=1) == y_val).float().mean().item()
-        tuner.report(accuracy=accuracy, epoch=epoch + 1)
-    return {"accuracy": accuracy}
+    return train_mlp(params, dataset(), classes=10)

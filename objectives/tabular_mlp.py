@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import tuner
+from objectives._mlp import train_mlp
 
 SEARCH_SPACE: dict[str, Any] = {
     "width": {"type": "int", "low": 64, "high": 512, "log": True},
@@ -53,33 +53,4 @@ def tabular_mlp(params: dict[str, Any]) -> dict[str, float]:
     Parameters: ``width``, ``depth``, ``lr``, ``batch_size``, ``epochs``, and optionally
     ``seed`` (default 0) and ``threads`` (torch threads, default 1).
     """
-    import torch
-
-    torch.set_num_threads(int(params.get("threads", 1)))
-    torch.manual_seed(int(params.get("seed", 0)))
-    x_train, y_train, x_val, y_val = dataset()
-    width, depth = int(params["width"]), int(params["depth"])
-    layers: list[torch.nn.Module] = []
-    size_in = FEATURES
-    for _ in range(depth):
-        layers += [torch.nn.Linear(size_in, width), torch.nn.ReLU()]
-        size_in = width
-    model = torch.nn.Sequential(*layers, torch.nn.Linear(size_in, CLASSES))
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(params["lr"]))
-    loss_fn = torch.nn.CrossEntropyLoss()
-    batch = int(params["batch_size"])
-
-    accuracy = 0.0
-    for epoch in range(int(params["epochs"])):
-        model.train()
-        order = torch.randperm(len(x_train))
-        for start in range(0, len(order), batch):
-            idx = order[start : start + batch]
-            optimizer.zero_grad()
-            loss_fn(model(x_train[idx]), y_train[idx]).backward()
-            optimizer.step()
-        model.eval()
-        with torch.no_grad():
-            accuracy = (model(x_val).argmax(dim=1) == y_val).float().mean().item()
-        tuner.report(accuracy=accuracy, epoch=epoch + 1)
-    return {"accuracy": accuracy}
+    return train_mlp(params, dataset(), classes=CLASSES)
