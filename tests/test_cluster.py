@@ -105,8 +105,10 @@ def _server_trials(tracking_uri: str, study_dir: Path) -> list:
 def test_study_spreads_over_nodes_measures_each_on_its_node_and_logs_to_the_server(
     cluster, mlflow_server, tmp_path: Path
 ):
+    # a new process per trial, so that Ray places each anew: reused processes would keep
+    # all four trials where the first two ran (2 slots, 2 at a time)
     study = _study(tmp_path / "study.yaml", "cluster", mlflow_server.uri,
-                   "tests.objectives_for_tests:node_marker", trials=4)
+                   "tests.objectives_for_tests:node_marker", trials=4, reuse_trial_processes=False)
     done = subprocess.run(
         [sys.executable, "-m", "tuner.cli", "run", str(study), "--address", cluster.address, "--quiet"],
         cwd=REPO, env=_env(), capture_output=True, text=True, timeout=240,

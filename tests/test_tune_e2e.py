@@ -57,7 +57,9 @@ def test_digits_mlp_study_finds_a_front_within_budget(ray_session, tmp_path: Pat
     completed = trials[trials["status"] == "completed"]
     assert len(completed) >= 3
     assert (completed["energy_kwh"] > 0).all()
-    assert (completed["energy_source"] == "cpu-time-estimate").all()
+    # estimates only; in a reused process a short trial's DRAM estimate (torch and the data
+    # stay resident) can outweigh its CPU time, and the label names the larger part
+    assert completed["energy_source"].isin(["cpu-time-estimate", "dram-rss-estimate"]).all()
     assert completed["accuracy"].between(0, 1).all()
     assert (completed["duration_s"] > 0).all() and (completed["avg_power_w"] > 0).all()
     assert (completed["n_reports"] >= 1).all()
@@ -77,7 +79,7 @@ def test_digits_mlp_study_finds_a_front_within_budget(ray_session, tmp_path: Pat
         child = by_trial[row["trial_id"]]
         assert child.data.metrics["energy_kwh"] == pytest.approx(row["energy_kwh"])
         assert child.data.metrics["accuracy"] == pytest.approx(row["accuracy"])
-        assert child.data.tags["energy_source"] == "cpu-time-estimate"
+        assert child.data.tags["energy_source"] == row["energy_source"]
         assert child.info.status == "FINISHED"
         history = client.get_metric_history(child.info.run_id, "accuracy")
         assert len(history) >= row["n_reports"]  # one point per reported epoch, plus the final
