@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from pathlib import Path
 
 import tuner
 
@@ -162,3 +163,23 @@ def pid_noter(params: dict) -> dict:
         time.sleep(float(params["sleep_s"]))
     return {"accuracy": 0.9}
 
+
+
+LIVE_REPORTS = 3
+
+
+def reports_then_waits(params: dict) -> dict:
+    """Reports ``LIVE_REPORTS`` epochs, then waits for ``release`` in ``params['control']``.
+
+    Lets a test look at MLflow while the trial is still running. It returns its last
+    reported accuracy, so its final metrics add no point to the history.
+    """
+    control = Path(params["control"])
+    for epoch in range(1, LIVE_REPORTS + 1):
+        _burn(0.15)
+        tuner.report(accuracy=epoch / 10, loss=1.0 / epoch)
+    (control / "reported").touch()
+    deadline = time.monotonic() + 120
+    while not (control / "release").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return {"accuracy": LIVE_REPORTS / 10}

@@ -48,7 +48,7 @@ def test_study_records_trial_and_study_co2(ray_session, tmp_path: Path) -> None:
     assert parent.data.metrics["co2_counterfactual_kg"] == pytest.approx(
         result.co2_counterfactual_kg
     )
-    assert parent.data.params["carbon_provider"] == "static"
+    assert parent.data.params["carbon.provider"] == "static"
     child = client.get_run(trials["mlflow_run_id"].iloc[0])
     assert child.data.metrics["co2_kg"] == pytest.approx(trials["co2_kg"].iloc[0])
     assert child.data.tags["carbon_provider"] == "static (user override)"

@@ -11,7 +11,14 @@ from tuner.search import Outcome, RandomSearcher
 from tuner.search.early_stopping import ParetoEarlyStopping
 from tuner.study.budget import BudgetGate, StudyStopper
 from tuner.study.ledger import EnergyLedger
-from tuner.study.record import TrialRecord, TrialReport, TrialStatus, final_result, running_result
+from tuner.study.record import (
+    Report,
+    TrialRecord,
+    TrialReport,
+    TrialStatus,
+    final_result,
+    running_result,
+)
 
 
 class _Recording(RandomSearcher):
@@ -88,11 +95,11 @@ def test_records_change_only_through_the_ledger():
 
 def test_the_worker_result_round_trips_into_a_report():
     beat = running_result({"accuracy": 0.5}, {"energy_kwh": 1e-6, "energy_source": "cpu-time"}, 2,
-                          [(2, {"accuracy": 0.5})], "seg", checkpointed=True)
+                          [(2, {"accuracy": 0.5}, 1700000000.5)], "seg", checkpointed=True)
     report = TrialReport.from_result(beat)
     assert report.status is TrialStatus.RUNNING and report.energy_kwh == 1e-6 and report.checkpointed
     assert report.metrics == {"accuracy": 0.5} and report.info == {"energy_source": "cpu-time"}
-    assert report.history == ((2, {"accuracy": 0.5}),) and report.n_reports == 2
+    assert report.history == (Report(2, {"accuracy": 0.5}, 1700000000.5),) and report.n_reports == 2
     final = TrialReport.from_result(final_result({}, {"energy_kwh": 2e-6}, 2, [], "seg", "node-1", "boom"))
     assert final.status is TrialStatus.FAILED and final.error == "boom" and final.info["node"] == "node-1"
 

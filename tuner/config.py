@@ -347,6 +347,16 @@ class ReportSettings(_Strict):
     co2_kg_per_kwh: float = Field(0.475, ge=0, description="Used only when no CO2 was measured.")
 
 
+class ReferencePoint(_Strict):
+    """The corner the study's hypervolume is measured from: the worst metric and energy
+    that still count. Two studies' hypervolumes compare only against the same point, so
+    set it when you compare studies; a field left out is chosen once per study and
+    stored with it (see docs/results.md)."""
+
+    metric: float | None = Field(None, description="Worst metric that counts (default: 0 for a max metric in [0, 1], else the worst seen).")
+    energy_kwh: float | None = Field(None, gt=0, description="Most energy per trial that counts (default: `budget_kwh`).")
+
+
 Strategy = Literal["bo", "grid", "random", "sobol"]
 
 
@@ -397,6 +407,7 @@ class StudyConfig(_Strict):
     carbon: CarbonSettings = Field(CarbonSettings(), description="Carbon intensity and scheduling.")
     address: str | None = Field(None, description="Ray cluster address; default `RAY_ADDRESS`, else local Ray.")
     report: ReportSettings = Field(ReportSettings(), description="The price tag's rates.")
+    reference_point: ReferencePoint = Field(ReferencePoint(), description="Where hypervolume is measured from.")
 
     @field_validator("objective")
     @classmethod

@@ -88,7 +88,7 @@ def report(checkpoint: Any = None, **metrics: float) -> None:
     bad = [k for k, v in values.items() if not math.isfinite(v)]
     if bad:  # fail the trial now: a NaN must not reach the stopper, Ax or the front
         raise ValueError(f"tuner.report: metric '{bad[0]}' is not finite ({values[bad[0]]})")
-    session.events.put(("report", values))
+    session.events.put(("report", (values, time.time())))  # when, for MLflow's metric history
 
 
 def get_checkpoint() -> Any:
@@ -132,7 +132,7 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
     worker.start()
     _last_objective = worker
     latest: dict[str, float] = {}
-    unsent: list[tuple[int, dict[str, float]]] = []  # (report number, metrics) not yet sent
+    unsent: list[tuple[int, dict[str, float], float]] = []  # (report number, metrics, time) not yet sent
     state: bytes | None = None  # the objective's newest checkpoint, not yet given to Ray
     try:
         while True:
@@ -144,9 +144,10 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
                 if kind == "checkpoint":
                     state = payload
                 else:
-                    latest.update(payload)
+                    values, reported_at = payload
+                    latest.update(values)
                     epochs += 1
-                    unsent.append((epochs, payload))
+                    unsent.append((epochs, values, reported_at))
                 kind, payload = _next_event(session.events, 0.0)
             if kind in ("returned", "raised"):
                 break
@@ -261,7 +262,7 @@ def _call_objective(
 
 def _final_record(
     kind: str, payload: Any, latest: dict[str, float], epochs: int, measured: Measurement, metric: str,
-    unsent: list[tuple[int, dict[str, float]]] | None = None, segment: str | None = None,
+    unsent: list[tuple[int, dict[str, float], float]] | None = None, segment: str | None = None,
 ) -> dict[str, Any]:
     """The trial's last Ray result, from how the objective ended (``returned`` or ``raised``)."""
     metrics, energy, error = _outcome(kind, payload, latest, measured, metric)

@@ -1,7 +1,9 @@
 """The driver-side Ray Tune callback: books each trial, logs it to MLflow, shows progress.
 
 Every change to a trial's record goes through the ledger; this callback reads the
-record back and hands it to tracking and the study's files.
+record back and hands it to tracking and the study's files. A trial's MLflow child run
+opens when Ray starts the trial and gets each report and heartbeat as it arrives, so
+MLflow shows a study while it runs, not only once each trial is over.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
@@ -17,12 +20,26 @@ from ray.tune import Callback
 from tuner.redact import redact
 from tuner.study.ledger import EnergyLedger
 from tuner.study.record import TrialRecord, TrialReport, TrialStatus
-from tuner.tracking import StudyTracker
+from tuner.tracking import QueuedTracker
+from tuner.tracking.mlflow import MetricPoint, energy_points
 
 if TYPE_CHECKING:
     from tuner.carbon.accounting import CarbonAccountant
 
 logger = logging.getLogger("tuner")
+
+
+@dataclass
+class _ChildRun:
+    """A trial's MLflow child run while the trial runs: every point so far, and how many
+    of them MLflow has (the rest go with the trial's final record)."""
+
+    run_id: str = ""
+    points: list[MetricPoint] = field(default_factory=list)
+    logged: int = 0
+    last_step: int = 0  # the newest report seen: Ray and the stopper may replay a result
+    heartbeats: int = 0  # energy timeline points seen
+    live: bool = True
 
 
 class StudyCallback(Callback):
@@ -31,7 +48,7 @@ class StudyCallback(Callback):
     def __init__(
         self,
         ledger: EnergyLedger,
-        tracker: StudyTracker,
+        tracker: QueuedTracker,
         front_size: Callable[[], int],
         persist: Callable[[], None],
         progress_every_s: float | None = 10.0,
@@ -50,7 +67,7 @@ class StudyCallback(Callback):
         self.front_size = front_size
         self.persist = persist
         self.progress_every_s = progress_every_s
-        self.history: dict[str, list[tuple[int, dict[str, float]]]] = {}
+        self.runs: dict[str, _ChildRun] = {}
         self._last_progress = 0.0
 
     def __getstate__(self) -> dict[str, Any]:
@@ -64,12 +81,16 @@ class StudyCallback(Callback):
         state.update(tracker=None, carbon=None, front_size=None, persist=None, save_ledger=None)
         return state
 
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if trial.trial_id in self.runs:  # restarted after a carbon pause: the same child run goes on
+            return
+        record = self.ledger.get(trial.trial_id)
+        params = record.params if record is not None else dict(getattr(trial, "config", {}) or {})
+        self.runs[trial.trial_id] = _ChildRun(self.tracker.open_trial(trial.trial_id, params, time.time()))
+
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        self.ledger.observe(trial.trial_id, result)
-        steps = self.history.setdefault(trial.trial_id, [])
-        for number, metrics in TrialReport.from_result(result).history:
-            if not steps or steps[-1][0] < number:  # the stopper and Ray may replay a result
-                steps.append((number, metrics))
+        record = self.ledger.observe(trial.trial_id, result)
+        self._log_live(record, TrialReport.from_result(result))
         now = time.monotonic()
         if self.save_ledger is not None and now - self._last_save >= self.save_every_s:
             self._last_save = now
@@ -93,6 +114,21 @@ class StudyCallback(Callback):
         error = _error_text(trial)
         self.record(self.ledger.fail(trial.trial_id, redact(error)))
 
+    def _log_live(self, record: TrialRecord, report: TrialReport) -> None:
+        """Add the trial's new reports and heartbeats to its child run, each at its own step and time."""
+        run = self.runs.setdefault(record.trial_id, _ChildRun())
+        now = time.time()
+        for item in report.history:
+            if item.step > run.last_step:
+                run.points.append((item.step, item.at or now, item.metrics))
+                run.last_step = item.step
+        run.points += energy_points(record, after=run.heartbeats)
+        run.heartbeats = len(record.energy_timeline)
+        if run.run_id and run.live and len(run.points) > run.logged:
+            run.live = self.tracker.log_points(run.run_id, run.points[run.logged:])
+            if run.live:
+                run.logged = len(run.points)
+
     def record(self, record: TrialRecord) -> None:
         """Log a finished trial once and persist the table, so a crash loses nothing."""
         trial_id = record.trial_id
@@ -104,8 +140,9 @@ class StudyCallback(Callback):
                 record = self.ledger.add_info(trial_id, self.carbon.trial(record))
             except Exception as exc:  # noqa: BLE001 - CO2 accounting must not kill a study
                 logger.warning("could not account CO2 for trial %s: %s", trial_id, exc)
+        run = self.runs.pop(trial_id, None) or _ChildRun(points=energy_points(record))  # e.g. restored on resume
         try:
-            run_id = self.tracker.log_trial(record, self.history.pop(trial_id, []))
+            run_id = self.tracker.log_trial(record, run.points, run.run_id, run.logged)
         except Exception as exc:  # noqa: BLE001 - tracking must not kill a study mid-budget
             logger.warning("could not log trial %s to MLflow: %s", trial_id, exc)
             run_id = ""

@@ -29,7 +29,7 @@ REPORTED_SOURCE = "reported"
 # The keys greentune adds to a trial's Ray result, beside the objective's metrics.
 STATUS_KEY = "greentune_status"
 REPORTS_KEY = "greentune_epochs"  # how many tuner.report() calls so far
-HISTORY_KEY = "greentune_reports"  # JSON list of (report number, metrics) not yet sent
+HISTORY_KEY = "greentune_reports"  # JSON list of (report number, metrics, unix time) not yet sent
 SEGMENT_KEY = "greentune_segment"  # one id per process run of the trial (pause-resume)
 CHECKPOINTED_KEY = "greentune_checkpointed"
 ERROR_KEY = "greentune_error"
@@ -46,7 +46,7 @@ RAY_RESULT_KEYS = frozenset({
 # Names a parameter or metric may not take: they are trials.csv's and MLflow's own.
 RESERVED_PREFIXES = (*INFO_PREFIXES, "greentune_")
 RESERVED_NAMES = frozenset({ENERGY_METRIC, *INFO_KEYS, "energy_source", "co2_kg", "status", "error",
-                            "trial_id", "n_reports", "mlflow_run_id"})
+                            "trial_id", "n_reports", "mlflow_run_id", "power_w"})
 
 
 def is_info_key(key: str) -> bool:
@@ -137,6 +137,28 @@ class TrialRecord:
 
 
 @dataclass(frozen=True)
+class Report:
+    """One ``tuner.report()`` call: its number (1, 2, ...), its metrics and when it was made.
+
+    MLflow draws each metric's history at these steps and times, so a curve shows the
+    epochs as they ran, not the moment the driver heard of them.
+    """
+
+    step: int
+    metrics: dict[str, float]
+    at: float | None = None  # unix time in the trial process; None in records made before it was kept
+
+    @classmethod
+    def from_json(cls, item: Any) -> Report:
+        """From ``[step, metrics]`` or ``[step, metrics, time]``."""
+        step, metrics, *rest = item
+        return cls(int(step), dict(metrics), float(rest[0]) if rest and rest[0] is not None else None)
+
+    def to_json(self) -> list[Any]:
+        return [self.step, self.metrics, self.at]
+
+
+@dataclass(frozen=True)
 class TrialReport:
     """One Ray result of a trial, read: a heartbeat (``RUNNING``) or its final report.
 
@@ -149,7 +171,7 @@ class TrialReport:
     metrics: dict[str, float]
     info: dict[str, Any]
     n_reports: int | None = None
-    history: tuple[tuple[int, dict[str, float]], ...] = ()
+    history: tuple[Report, ...] = ()
     segment: str | None = None
     checkpointed: bool = False
     error: str | None = None
@@ -176,7 +198,7 @@ class TrialReport:
             metrics=_numeric_metrics(result),
             info={k: v for k, v in result.items() if is_info_key(k)},
             n_reports=None if reports is None else int(reports),
-            history=tuple((int(n), dict(m)) for n, m in json.loads(result.get(HISTORY_KEY) or "[]")),
+            history=tuple(Report.from_json(item) for item in json.loads(result.get(HISTORY_KEY) or "[]")),
             segment=result.get(SEGMENT_KEY),
             checkpointed=bool(result.get(CHECKPOINTED_KEY)),
             error=error,
@@ -188,7 +210,7 @@ class TrialReport:
 
 def running_result(
     metrics: Mapping[str, float], energy: Mapping[str, Any], n_reports: int,
-    history: list[tuple[int, dict[str, float]]], segment: str, checkpointed: bool,
+    history: list[tuple[int, dict[str, float], float]], segment: str, checkpointed: bool,
 ) -> dict[str, Any]:
     """A heartbeat from a running trial: its latest metrics and the energy so far."""
     return {**metrics, **energy, STATUS_KEY: TrialStatus.RUNNING.value, REPORTS_KEY: n_reports,
@@ -197,7 +219,7 @@ def running_result(
 
 def final_result(
     metrics: Mapping[str, float], energy: Mapping[str, Any], n_reports: int,
-    history: list[tuple[int, dict[str, float]]], segment: str, node: str, error: str | None,
+    history: list[tuple[int, dict[str, float], float]], segment: str, node: str, error: str | None,
 ) -> dict[str, Any]:
     """A trial's last report: ``COMPLETED`` with its metrics, or ``FAILED`` with its error;
     either way with the energy it spent."""

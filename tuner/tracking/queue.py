@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from tuner.config import StudyConfig
     from tuner.result import TuneResult
     from tuner.study.record import TrialRecord
-    from tuner.tracking.mlflow import StudyTracker
+    from tuner.tracking.mlflow import MetricPoint, StudyTracker
 
 logger = logging.getLogger("tuner")
 
@@ -114,6 +114,7 @@ class QueuedTracker:
         self.tracker = tracker
         self.queue = DiskQueue(queue_path)
         self._outage = False
+        self._live_failing = False  # warned once until a live write succeeds again
         self.flushed_run_ids: dict[str, str] = {}  # trial id -> child run id, for queued trials written since
 
     def __getattr__(self, name: str) -> Any:  # run_id, tracking_uri, ui_command, ...
@@ -129,10 +130,26 @@ class QueuedTracker:
         with fail_fast():
             return self.tracker.resume_study(run_id, resumes)
 
-    def log_trial(self, entry: TrialRecord, history: list[tuple[int, dict[str, float]]]) -> str:
-        """The trial's child run id, or ``""`` while the record waits in the queue."""
-        record = {"kind": "trial", "entry": entry.to_json(), "history": history}
-        return self._submit(record, lambda: self.tracker.log_trial(entry, history))
+    def open_trial(self, trial_id: str, params: Mapping[str, Any], started_at: float) -> str:
+        """A running trial's child run id, or ``""`` when MLflow cannot take it now.
+
+        Live records are not queued: the trial's final record, which is, carries its
+        whole history, so a trial MLflow missed while it ran is written in full later.
+        """
+        return self._live("open a child run for", lambda: self.tracker.open_trial(trial_id, params, started_at)) or ""
+
+    def log_points(self, run_id: str, points: Sequence[MetricPoint]) -> bool:
+        """Whether a running trial's new metric points were written (see :meth:`open_trial`)."""
+        return self._live("log live metrics of", lambda: self.tracker.log_points(run_id, points) or True) is True
+
+    def log_trial(self, entry: TrialRecord, history: Sequence[MetricPoint], run_id: str = "",
+                  logged: int = 0) -> str:
+        """The trial's child run id, or ``""`` while the record waits in the queue.
+
+        A queued record holds the whole history: its replay replaces the live run.
+        """
+        record = {"kind": "trial", "entry": entry.to_json(), "history": [[s, t, dict(m)] for s, t, m in history]}
+        return self._submit(record, lambda: self.tracker.log_trial(entry, history, run_id, logged))
 
     def finish_study(self, result: TuneResult, artifacts: list[Path]) -> None:
         record = {"kind": "finish", "result": _result_record(result), "artifacts": [str(p) for p in artifacts]}
@@ -151,6 +168,22 @@ class QueuedTracker:
             logger.warning("MLflow at %s is back: queued records flushed", self.tracker.tracking_uri)
             self._outage = False
         return remaining
+
+    def _live(self, what: str, write: Callable[[], Any]) -> Any:
+        """A best-effort live write: skipped while records wait, never queued."""
+        if self._outage or len(self.queue):
+            return None
+        try:
+            with fail_fast():
+                written = write()
+        except Exception as exc:  # noqa: BLE001 - the final record carries what this one had
+            if not self._live_failing:
+                logger.warning("could not %s a running trial in MLflow (%s); each trial is written in "
+                               "full when it ends", what, _short(exc))
+            self._live_failing = True
+            return None
+        self._live_failing = False
+        return written
 
     def _submit(self, record: dict[str, Any], write: Callable[[], str | None]) -> str:
         if len(self.queue):
@@ -192,7 +225,8 @@ def apply(tracker: StudyTracker, record: dict[str, Any]) -> str | None:
     """Write one record to MLflow; a trial's child run id."""
     kind = record["kind"]
     if kind == "trial":
-        return tracker.log_trial(_entry(record["entry"]), [(int(s), m) for s, m in record["history"]])
+        entry = _entry(record["entry"])
+        return tracker.log_trial(entry, [_point(item, entry) for item in record["history"]])
     if kind == "finish":
         present = [Path(p) for p in record["artifacts"] if Path(p).exists()]
         tracker.finish_study(_result(record["result"]), present)
@@ -269,6 +303,13 @@ def _entry(data: dict[str, Any]) -> TrialRecord:
     from tuner.study.record import TrialRecord
 
     return TrialRecord.from_json({**data, "mlflow_run_id": None})
+
+
+def _point(item: Sequence[Any], entry: TrialRecord) -> MetricPoint:
+    """A queued history point; records queued before points had a time get the trial's end."""
+    step, *rest = item
+    at = rest[0] if len(rest) == 2 else None
+    return int(step), float(at if at is not None else entry.ended_at or entry.started_at), dict(rest[-1])
 
 
 def _result_record(result: TuneResult) -> dict[str, Any]:
