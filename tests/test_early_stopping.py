@@ -60,8 +60,20 @@ def test_pareto_early_stopping_stops_a_trial_that_cannot_catch_the_front_and_ski
     # a slow learner: two reports, a heartbeat repeating the second (not a third report), then a third
     slow = [(1.0, 0.2, 1), (2.0, 0.25, 2), (2.5, 0.25, 2), (3.0, 0.3, 3)]
     decisions = [stopping.observe("b", n, kwh, acc) for kwh, acc, n in slow]
-    assert decisions == [False, False, False, True]
+    assert decisions[:3] == [None, None, None]
+    # the reason names the rule, the report, and the front it could not reach
+    assert decisions[3] == ("pareto early stopping after report 3: front: at its rate of 0.05 per kWh it "
+                            "reaches at most 0.4 by 5 kWh, never above the front (best 0.9 at 1 kWh)")
     assert stopping.stopped == ["b"] and (3.0, 0.3) in stopping.front
+
+
+def test_a_plateau_and_the_horizon_are_named_as_reasons():
+    from tuner.search.early_stopping import should_stop
+
+    assert should_stop([(0.2, 0.6), (0.4, 0.7), (0.6, 0.7), (0.8, 0.7)], FRONT, horizon_kwh=5.0).startswith(
+        "plateau: the metric went from 0.7 to 0.7")
+    assert should_stop([(1.0, 0.1), (2.0, 0.2), (6.0, 0.3)], [], horizon_kwh=5.0).startswith(
+        "horizon: it spent 6 kWh")
 
 
 def test_early_stopping_config_field_is_validated():

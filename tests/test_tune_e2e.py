@@ -194,3 +194,12 @@ def test_pareto_early_stopping_ends_flat_trials(ray_session, tmp_path: Path):
     # CPU time is no gauge here (a fresh worker's imports count); the reports made are.
     assert (trials["n_reports"] < objs.PLATEAU_REPORTS).all()
     assert result.finish_reason == "search space exhausted"
+    # each says why: the rule, the report it was stopped after, in trials.csv and MLflow
+    assert trials["stop_reason"].str.startswith("pareto early stopping after report ").all()
+    assert trials["stop_reason"].str.contains("plateau: the metric went from").all()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=result.tracking_uri)
+    for run_id, reason in zip(trials["mlflow_run_id"], trials["stop_reason"], strict=True):
+        run = client.get_run(run_id)
+        assert run.info.status == "KILLED" and run.data.tags["greentune.stop_reason"] == reason

@@ -20,18 +20,21 @@ def should_stop(
     front: Sequence[tuple[float, float]],
     horizon_kwh: float,
     mode: str = "max",
-) -> bool:
-    """Whether to stop a trial given its ``(kWh, metric)`` reports and finished ``(kWh, metric)`` trials."""
+) -> str | None:
+    """Why to stop a trial given its ``(kWh, metric)`` reports and finished ``(kWh, metric)``
+    trials, or ``None`` to let it run. The reason names the rule and the figures it used,
+    so a user can see what the trial could not reach."""
     if len(reports) < MIN_REPORTS:
-        return False
+        return None
     sign = 1.0 if mode == "max" else -1.0
     x_now, y_now = reports[-1][0], sign * reports[-1][1]
     x_then, y_then = reports[len(reports) // 2 - 1][0], sign * reports[len(reports) // 2 - 1][1]
     rate = (y_now - y_then) / (x_now - x_then) if x_now > x_then else 0.0
-    if rate <= 0:
-        return True  # flat or falling over its last half: more energy buys nothing
+    if rate <= 0:  # flat or falling over its last half: more energy buys nothing
+        return (f"plateau: the metric went from {sign * y_then:.4g} to {sign * y_now:.4g} over its last "
+                f"{len(reports) - len(reports) // 2 + 1} reports")
     if x_now >= horizon_kwh:
-        return True
+        return f"horizon: it spent {x_now:.3g} kWh, the most a trial may spend ({horizon_kwh:.3g} kWh)"
     finished = sorted((x, sign * y) for x, y in front)
     # The front is a step function of energy; the line beats it somewhere iff it does just
     # before one of its steps, or at the horizon.
@@ -40,8 +43,10 @@ def should_stop(
         reach = y_now + rate * (x - x_now)
         best_before = max((y for fx, y in finished if fx < x or (x == horizon_kwh and fx <= x)), default=None)
         if best_before is None or reach > best_before:
-            return False
-    return True
+            return None
+    best = max(finished, key=lambda point: point[1])
+    return (f"front: at its rate of {sign * rate:.3g} per kWh it reaches at most {sign * (y_now + rate * (horizon_kwh - x_now)):.4g} "
+            f"by {horizon_kwh:.3g} kWh, never above the front (best {sign * best[1]:.4g} at {best[0]:.3g} kWh)")
 
 
 class ParetoEarlyStopping:
@@ -63,8 +68,8 @@ class ParetoEarlyStopping:
         self._count: dict[str, int | None] = {}
 
     def observe(self, trial_id: str, n_reports: int | None, kwh: float, value: float | None,
-                finished: bool = False, completed: bool = False) -> bool:
-        """Take a trial's latest state; whether to stop it now."""
+                finished: bool = False, completed: bool = False) -> str | None:
+        """Take a trial's latest state; why to stop it now, or ``None``."""
         curve = self.reports.setdefault(trial_id, [])
         if value is not None and n_reports != self._count.get(trial_id):
             self._count[trial_id] = n_reports
@@ -73,10 +78,11 @@ class ParetoEarlyStopping:
             self.reports.pop(trial_id)
             if completed and curve:
                 self.front.append(curve[-1])
-            return False
-        if should_stop(curve, self.front, self.horizon_kwh, self.mode):
+            return None
+        reason = should_stop(curve, self.front, self.horizon_kwh, self.mode)
+        if reason is not None:
             self.front.append(curve[-1])
             self.stopped.append(trial_id)
             self.reports.pop(trial_id)
-            return True
-        return False
+            return f"pareto early stopping after report {n_reports}: {reason}"
+        return None

@@ -88,10 +88,13 @@ class StudyStopper(Stopper):
             return True
         if self.early_stopping is None:
             return False
-        return self.early_stopping.observe(
+        reason = self.early_stopping.observe(
             trial_id, record.n_reports, record.energy_kwh, record.metrics.get(self.ledger.metric),
             finished=record.final, completed=record.status is TrialStatus.COMPLETED,
         )
+        if reason is not None:
+            self.ledger.stopping(trial_id, reason)
+        return reason is not None
 
     def stop_all(self) -> bool:
         return self.ledger.should_stop()

@@ -99,6 +99,7 @@ def trials_frame(records: Iterable[TrialRecord], param_names: list[str], metric:
             ENERGY_METRIC: record.energy_kwh,
             "n_reports": record.n_reports,  # tuner.report() calls
             "error": redact_obj(record.error),
+            "stop_reason": record.stop_reason,
             **record.info,
             "mlflow_run_id": record.mlflow_run_id or None,
         })

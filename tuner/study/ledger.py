@@ -144,8 +144,17 @@ class EnergyLedger:
         record = self._records.get(trial_id)
         if record is None or record.final:
             return None
-        status = TrialStatus.STOPPED_BY_BUDGET if self.stopped_at else TrialStatus.STOPPED
-        return self._book(record, status=status, ended_at=time.time())
+        if self.stopped_at:
+            return self._book(record, status=TrialStatus.STOPPED_BY_BUDGET, ended_at=time.time(),
+                              stop_reason=record.stop_reason or "the study's energy budget was spent")
+        return self._book(record, status=TrialStatus.STOPPED, ended_at=time.time())
+
+    def stopping(self, trial_id: str, reason: str) -> None:
+        """A stopper gave up on this running trial, for ``reason``; it is closed by
+        :meth:`stop` once Ray has ended it, with the energy it spent until then."""
+        record = self._records.get(trial_id)
+        if record is not None and not record.final:
+            self._book(record, stop_reason=reason)
 
     def pause(self, trial_id: str, pauses: int) -> None:
         """The carbon scheduler paused this running trial (its ``pauses``-th pause)."""

@@ -46,7 +46,7 @@ RAY_RESULT_KEYS = frozenset({
 # Names a parameter or metric may not take: they are trials.csv's and MLflow's own.
 RESERVED_PREFIXES = (*INFO_PREFIXES, "greentune_")
 RESERVED_NAMES = frozenset({ENERGY_METRIC, *INFO_KEYS, "energy_source", "co2_kg", "status", "error",
-                            "trial_id", "n_reports", "mlflow_run_id", "power_w"})
+                            "trial_id", "n_reports", "mlflow_run_id", "power_w", "stop_reason"})
 
 
 def is_info_key(key: str) -> bool:
@@ -94,6 +94,7 @@ class TrialRecord:
     started_at: float = field(default_factory=time.time)
     ended_at: float | None = None
     mlflow_run_id: str | None = None
+    stop_reason: str | None = None  # why a stopper ended it: the rule, the report, the figures
     # when the trial process started (its first report minus Ray's time_total_s), and
     # (driver time, cumulative kWh) of every heartbeat: CO2 accounting needs *when* the
     # energy was spent, not only how much

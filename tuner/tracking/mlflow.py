@@ -125,6 +125,8 @@ class StudyTracker:
         error = entry.error
         if error:
             tags["greentune.error"] = str(error)[:_MAX_TAG]
+        if entry.stop_reason:
+            tags["greentune.stop_reason"] = entry.stop_reason[:_MAX_TAG]
         if not run_id:
             started = entry.started_at if entry.run_started_at is None else min(entry.started_at, entry.run_started_at)
             run_id, logged = self.open_trial(entry.trial_id, entry.params, started), 0
