@@ -250,3 +250,83 @@ def test_an_abandoned_repeat_does_not_hide_the_running_original_from_ax(tmp_path
     second.resume([(running, Outcome("completed", 0.5, 1e-4))], tmp_path / "searcher.json")
     trials = second.client._experiment.trials  # noqa: SLF001
     assert sum(t.status.is_completed for t in trials.values()) == 1
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_ends_the_study_resumable_and_resume_finishes_it(ray_session, tmp_path: Path, sig: int):
+    address = ray_session.get_runtime_context().gcs_address
+    study, out = _study(tmp_path), tmp_path / "out"
+    first = _greentune(str(study), address=address, cwd=tmp_path)
+    try:
+        _wait_for_flight(out, first)
+        flying = {e["trial_id"]: e for e in _ledger(out)["entries"] if e["status"] == "running"}
+        first.send_signal(sig)
+        output, _ = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    name = signal.Signals(sig).name
+    assert first.returncode == 128 + sig, output
+    assert f"the study was interrupted by {name}; go on with:" in output and "--resume" in output
+    state = json.loads((out / "study.json").read_text())
+    assert state["finish_reason"] == f"interrupted by {name}" and not state.get("finished_at")
+    books = {e["trial_id"]: e for e in _ledger(out)["entries"]}
+    for trial_id, entry in flying.items():  # stopped, booked with what they spent, not left running
+        assert books[trial_id]["status"] == "interrupted"
+        assert books[trial_id]["energy_kwh"] >= entry["energy_kwh"] > 0
+    assert not [e for e in books.values() if not e["ended_at"]]
+    client = MlflowClient(tracking_uri=state["tracking_uri"])
+    assert client.get_run(state["mlflow_run_id"]).info.status == "KILLED"
+
+    second = _greentune(str(study), "--resume", address=address, cwd=tmp_path)
+    output, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, output
+    trials = read_trials_csv(out / "trials.csv")
+    completed = trials[trials["status"] == "completed"]
+    assert len(completed) == GRID_POINTS and completed["x"].round(6).nunique() == GRID_POINTS
+    assert set(trials.loc[trials["status"] == "interrupted", "trial_id"]) == set(flying)
+    state = json.loads((out / "study.json").read_text())
+    assert state["finished_at"] and state["finish_reason"] == "search space exhausted"
+    assert client.get_run(state["mlflow_run_id"]).info.status == "FINISHED"
+
+
+def test_one_live_driver_per_study_and_a_dead_drivers_lock_is_free(tmp_path: Path):
+    from tuner.config import ConfigError
+    from tuner.study.lock import StudyLock
+
+    held = StudyLock.acquire(tmp_path)
+    with pytest.raises(ConfigError, match=rf"being run by another driver \(pid {os.getpid()} on "):
+        StudyLock.acquire(tmp_path)
+    held.release()
+    StudyLock.acquire(tmp_path).release()
+    # a driver killed with SIGKILL leaves no stale lock: the kernel drops it with the process
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from tuner.study.lock import StudyLock; "
+         f"StudyLock.acquire(Path({str(tmp_path)!r})); print('held', flush=True); time.sleep(60)"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ConfigError, match=rf"pid {holder.pid} "):
+            StudyLock.acquire(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait(10)
+    StudyLock.acquire(tmp_path).release()
+
+
+def test_resume_while_the_first_driver_runs_is_refused(ray_session, tmp_path: Path):
+    import tuner
+    from tuner.config import ConfigError, load_config
+    from tuner.study import Study
+
+    config = load_config({"objective": "tests.objectives_for_tests:quadratic", "budget_kwh": 1.0,
+                          "output_dir": tmp_path / "out", "search_space": {"x": {"type": "float", "low": 0, "high": 1}}})
+    first = Study.open(config)
+    try:
+        with pytest.raises(ConfigError, match="being run by another driver"):
+            tuner.tune(config, resume=True, progress=False)
+        with pytest.raises(ConfigError, match="already holds a study"):
+            tuner.tune(config, progress=False)
+    finally:
+        first.lock.release()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -74,6 +75,10 @@ def _run(args: argparse.Namespace) -> int:
         print(result.summary())
     print(f"\ntrials table: {result.output_dir / 'trials.csv'}")
     print(f"MLflow run {result.mlflow_run_id}; open it with:\n  mlflow ui --backend-store-uri {redact(str(result.tracking_uri))}")
+    if result.interrupted:
+        print(f"\nthe study was {result.finish_reason}; go on with:\n  greentune run {args.study} --resume"
+              + (f" --output-dir {args.output_dir}" if args.output_dir else ""), file=sys.stderr)
+        return 128 + (signal.SIGTERM if "SIGTERM" in str(result.finish_reason) else signal.SIGINT)
     return 0
 
 

@@ -92,6 +92,11 @@ class TuneResult:
         }
 
     @property
+    def interrupted(self) -> bool:
+        """Whether a signal (Ctrl-C, SIGTERM) ended the study early; ``--resume`` goes on."""
+        return bool(self.finish_reason and self.finish_reason.startswith("interrupted by "))
+
+    @property
     def completed(self) -> pd.DataFrame:
         return self.trials[self.trials["status"] == TrialStatus.COMPLETED]
 

@@ -40,6 +40,8 @@ class BudgetGate(Searcher):
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.ledger.interrupted_by is not None:
+            return self._finish(f"interrupted by {self.ledger.interrupted_by}")
         if self.max_trials is not None and self.ledger.n_trials >= self.max_trials:
             return self._finish("max_trials reached")
         if not self.ledger.can_start_trial():
@@ -97,4 +99,4 @@ class StudyStopper(Stopper):
         return reason is not None
 
     def stop_all(self) -> bool:
-        return self.ledger.should_stop()
+        return self.ledger.should_stop() or self.ledger.interrupted_by is not None

@@ -45,6 +45,7 @@ class EnergyLedger:
         self._overhead_cpu_s = overhead_cpu_s
         self._next_step_cpu_s = next_step_cpu_s
         self.stopped_at: float | None = None
+        self.interrupted_by: str | None = None  # a signal asked the driver to end; the study stays resumable
 
     # ------------------------------------------------------------------ reading
 
@@ -144,10 +145,19 @@ class EnergyLedger:
         record = self._records.get(trial_id)
         if record is None or record.final:
             return None
+        if self.interrupted_by:
+            return self._book(record, status=TrialStatus.INTERRUPTED, ended_at=time.time(),
+                              error=f"interrupted: the study was stopped by {self.interrupted_by} while this trial "
+                                    "ran; its energy is counted and a resumed study runs another trial")
         if self.stopped_at:
             return self._book(record, status=TrialStatus.STOPPED_BY_BUDGET, ended_at=time.time(),
                               stop_reason=record.stop_reason or "the study's energy budget was spent")
         return self._book(record, status=TrialStatus.STOPPED, ended_at=time.time())
+
+    def interrupt(self, signal_name: str) -> None:
+        """A signal (Ctrl-C, SIGTERM) asked the study to end: start no trial, stop the running
+        ones as ``interrupted`` (a resumed study runs others in their place)."""
+        self.interrupted_by = self.interrupted_by or signal_name
 
     def stopping(self, trial_id: str, reason: str) -> None:
         """A stopper gave up on this running trial, for ``reason``; it is closed by
@@ -266,7 +276,7 @@ class EnergyLedger:
         likely spend that much before they finish; choosing the trial is charged what the
         searcher's last step cost, since a BO step can cost more than a small trial.
         """
-        if self.exhausted or self.stopped_at is not None:
+        if self.exhausted or self.stopped_at is not None or self.interrupted_by is not None:
             return False
         choosing = self._next_step_cpu_s() * self.watts_per_core / J_PER_KWH
         expected = self.expected_trial_kwh

@@ -28,7 +28,9 @@ from tuner.study.callback import StudyCallback
 from tuner.study.files import StudyFiles, trials_frame
 from tuner.study.launch import check_power_limits, ensure_ray, run_ray_tune, shippable_objective
 from tuner.study.ledger import EnergyLedger
+from tuner.study.lock import StudyLock
 from tuner.study.record import TrialRecord
+from tuner.study.signals import ending_on_signals
 from tuner.tracking import drop_partial_child, open_tracker
 
 if TYPE_CHECKING:
@@ -87,6 +89,7 @@ class Study:
         self.ledger = ledger
         self.interrupted = interrupted  # trials a dead driver left running, closed on resume
         self.param_names = list(cfg.search_space)
+        self.lock: StudyLock | None = None  # one live driver per study, held from open() to the end of run()
 
     @property
     def resumed(self) -> bool:
@@ -109,6 +112,19 @@ class Study:
         if cfg.power_limit_range_w is not None:
             check_power_limits(cfg)
         files.directory.mkdir(parents=True, exist_ok=True)
+        lock = StudyLock.acquire(files.directory)
+        try:
+            previous = _previous_study(cfg, files, resume)  # again, under the lock: another driver may have begun
+            study = cls._create(cfg, files, previous, objective, carbon_provider, searcher)
+        except BaseException:
+            lock.release()
+            raise
+        study.lock = lock
+        return study
+
+    @classmethod
+    def _create(cls, cfg: StudyConfig, files: StudyFiles, previous: dict[str, Any] | None, objective: Any,
+                carbon_provider: Any, searcher: Any) -> Study:
         tracker = open_tracker(cfg, files.directory)  # queues records on disk while MLflow is down
         if previous is None:
             run_id = tracker.start_study(cfg)
@@ -140,21 +156,29 @@ class Study:
         pauser = pause_scheduler(self.carbon_provider, cfg, ledger, utc(study_start))
         callback = StudyCallback(ledger, self.tracker, self.front_size, self.persist, 10.0 if progress else None,
                                  carbon=accountant, save_ledger=self.save_ledger)
-        if self.resumed:
-            self._record_restored(callback, progress)
         try:
-            run_ray_tune(cfg, self.objective, launcher, self._stopper(), callback, self.files.directory,
-                         attempt=int(self.state["resumes"]), scheduler=pauser)
-        except BaseException as exc:
-            for record in ledger.close_unfinished():
-                callback.record(record)
-            self.tracker.fail_study(f"{type(exc).__name__}: {exc}")
-            raise
-        for record in ledger.close_unfinished():
-            callback.record(record)
-        carbon = {**_study_carbon(accountant, ledger), **gate_report(launcher), **gate_report(pauser)}
-        finish_reason = "energy budget spent" if ledger.stopped_at else gate.finish_reason
-        result = self._finish(carbon, finish_reason)
+            if self.resumed:
+                self._record_restored(callback, progress)
+            with ending_on_signals(ledger):
+                try:
+                    run_ray_tune(cfg, self.objective, launcher, self._stopper(), callback, self.files.directory,
+                                 attempt=int(self.state["resumes"]), scheduler=pauser)
+                except BaseException as exc:
+                    for record in ledger.close_unfinished():
+                        callback.record(record)
+                    self.tracker.fail_study(f"{type(exc).__name__}: {exc}")
+                    raise
+                for record in ledger.close_unfinished():
+                    callback.record(record)
+            carbon = {**_study_carbon(accountant, ledger), **gate_report(launcher), **gate_report(pauser)}
+            if ledger.interrupted_by:
+                finish_reason = f"interrupted by {ledger.interrupted_by}"
+            else:
+                finish_reason = "energy budget spent" if ledger.stopped_at else gate.finish_reason
+            result = self._finish(carbon, finish_reason)
+        finally:
+            if self.lock is not None:
+                self.lock.release()
         if progress:
             print(result.summary(), file=sys.stderr, flush=True)
         return result
@@ -230,7 +254,10 @@ class Study:
             exc.result = result
             self.tracker.finish_study(result, [])
             raise
-        self.state["finished_at"] = time.time()
+        if self.ledger.interrupted_by:
+            self.state["interrupted_at"] = time.time()  # not finished: `--resume` goes on from here
+        else:
+            self.state["finished_at"] = time.time()
         try:
             files.write_state(self.state)  # what `greentune report DIR` rebuilds from
         except OutputWriteError as exc:

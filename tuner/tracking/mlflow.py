@@ -151,7 +151,8 @@ class StudyTracker:
             self.client.set_tag(self.run_id, "greentune.finish_reason", result.finish_reason)
         for path in artifacts:
             self.client.log_artifact(self.run_id, str(path))
-        self.client.set_terminated(self.run_id, status="FINISHED")
+        # an interrupted study is not over: `--resume` reopens this run
+        self.client.set_terminated(self.run_id, status="KILLED" if result.interrupted else "FINISHED")
 
     def fail_study(self, error: str) -> None:
         if self.run_id:
