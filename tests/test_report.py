@@ -177,6 +177,7 @@ def test_report_artifacts_exist_and_match_the_trials_table(tmp_path: Path):
     for label in ("completed (36)", "failed (2)", "stopped by budget (2)", "Pareto front", "knee (trial"):
         assert label in html
     assert '"type":"log"' in html  # energy spans more than a decade
+    assert re.search(r"<script[^>]*\bsrc=", html) is None  # plotly.js inline: renders offline
     first = result.trials.iloc[0]
     hover = f"trial {first['trial_id']} (failed)<br>lr={first['lr']}<br>epochs={first['epochs']}"
     assert hover.replace("<", "\\u003c").replace(">", "\\u003e") in html  # as plotly escapes it
