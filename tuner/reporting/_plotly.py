@@ -41,6 +41,13 @@ def status_style(status: object) -> tuple[str, str, str, str]:
     return STATUS_STYLE.get(str(status), OTHER_STYLE)
 
 
+def by_status(trials: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The trials grouped by status, completed first, so legends read the same on every plot."""
+    order = list(STATUS_STYLE)
+    groups = [(str(s), g) for s, g in trials.groupby("status", sort=False)]
+    return sorted(groups, key=lambda sg: order.index(sg[0]) if sg[0] in order else len(order))
+
+
 def too_few_completed(result: TuneResult) -> str | None:
     """Why a per-parameter plot is not drawn, or ``None`` when it can be."""
     n = len(result.completed)
