@@ -80,6 +80,7 @@ def pareto_figure(result: TuneResult) -> go.Figure:
         title=f"{result.metric} vs energy per trial ({len(trials)} trials)",
         xaxis_title="energy per trial (kWh)", yaxis_title=result.metric, template="plotly_white",
     )
+    fig.update_xaxes(exponentformat="power")  # 1e-4 kWh as 10^-4, as on the slice plots
     if log_energy_axis(result):
         fig.update_xaxes(type="log")
     return fig
