@@ -40,6 +40,12 @@ def test_parallel_coordinates_draw_each_completed_trial_on_the_search_space():
     assert "36 completed trials (2 failed, 2 stopped by budget not drawn" in parallel_figure(result).layout.title.text
 
 
+def test_the_result_draws_them_in_a_notebook():
+    result = synthetic_result()
+    assert result.plot_parallel().data[0].type == "parcoords"
+    assert {t.type for t in result.plot_slices().data} == {"scatter"}
+
+
 def test_parallel_coordinates_put_the_best_colour_on_a_minimised_metric():
     result = synthetic_result(mode="min")
     result.mode = "min"
