@@ -155,9 +155,9 @@ def test_hypervolume_never_falls_and_ends_at_the_full_front():
 def test_report_artifacts_exist_and_match_the_trials_table(tmp_path: Path):
     result = synthetic_result()
     files = build_report(result, tmp_path)
-    expected = {"pareto_html", "pareto_png", "price_tag", "sensitivity_csv", "sensitivity_png",
-                "budget_curve_kwh_csv", "budget_curve_trials_csv", "budget_curve_png", "progress_csv",
-                "progress_png", "report"}
+    expected = {"pareto_html", "pareto_png", "parallel_html", "slices_html", "price_tag", "sensitivity_csv",
+                "sensitivity_png", "budget_curve_kwh_csv", "budget_curve_trials_csv", "budget_curve_png",
+                "progress_csv", "progress_png", "report"}
     assert set(files) == expected and all(p.is_file() and p.stat().st_size > 0 for p in files.values())
     for name in ("pareto_png", "sensitivity_png", "budget_curve_png", "progress_png"):
         assert files[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -169,7 +169,8 @@ def test_report_artifacts_exist_and_match_the_trials_table(tmp_path: Path):
     listed = re.findall(r"<td>(?:\*)?</td>\s*<td>(t\d{3})</td>", front_section)
     assert listed == front["trial_id"].tolist()
     assert f"<td>*</td>\n      <td>{result.knee()['trial_id']}</td>" in front_section
-    for name in ("pareto.html", "sensitivity.csv", "budget_curve_kwh.csv", "progress.csv", "price_tag.json"):
+    for name in ("pareto.html", "parallel.html", "slices.html", "sensitivity.csv", "budget_curve_kwh.csv",
+                 "progress.csv", "price_tag.json"):
         assert f"href='{name}'" in page
 
     # Every trial is in the interactive plot, by status.
@@ -177,6 +178,7 @@ def test_report_artifacts_exist_and_match_the_trials_table(tmp_path: Path):
     for label in ("completed (36)", "failed (2)", "stopped by budget (2)", "Pareto front", "knee (trial"):
         assert label in html
     assert '"type":"log"' in html  # energy spans more than a decade
+    assert re.search(r"<script[^>]*\bsrc=", html) is None  # plotly.js inline: renders offline
     first = result.trials.iloc[0]
     hover = f"trial {first['trial_id']} (failed)<br>lr={first['lr']}<br>epochs={first['epochs']}"
     assert hover.replace("<", "\\u003c").replace(">", "\\u003e") in html  # as plotly escapes it

@@ -16,9 +16,9 @@ import tuner
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[1]
-REPORT_FILES = {"report.html", "pareto.html", "pareto.png", "price_tag.json", "sensitivity.csv",
-                "sensitivity.png", "budget_curve.png", "budget_curve_kwh.csv", "budget_curve_trials.csv",
-                "progress.png", "progress.csv", "trials.csv"}
+REPORT_FILES = {"report.html", "pareto.html", "pareto.png", "parallel.html", "slices.html", "price_tag.json",
+                "sensitivity.csv", "sensitivity.png", "budget_curve.png", "budget_curve_kwh.csv",
+                "budget_curve_trials.csv", "progress.png", "progress.csv", "trials.csv"}
 
 
 def _greentune(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -186,6 +186,22 @@ class TuneResult:
 
         return pareto_figure(self)
 
+    def plot_parallel(self) -> PlotlyFigure:
+        """Parallel coordinates of the completed trials: parameters, metric and kWh (plotly).
+
+        Raises ``ValueError`` with fewer than two completed trials."""
+        from tuner.reporting.parallel import parallel_figure
+
+        return parallel_figure(self)
+
+    def plot_slices(self) -> PlotlyFigure:
+        """Each parameter against the metric and against kWh, every trial by status (plotly).
+
+        Raises ``ValueError`` with fewer than two completed trials."""
+        from tuner.reporting.slices import slices_figure
+
+        return slices_figure(self)
+
     def plot_sensitivity(self) -> Figure:
         """Signed Sobol indices of each parameter for the metric and for energy (matplotlib)."""
         from tuner.reporting.sensitivity import sensitivity, sensitivity_figure

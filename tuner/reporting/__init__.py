@@ -1,4 +1,5 @@
-"""The study report: Pareto plot, sensitivity, budget curves, progress and the price tag.
+"""The study report: Pareto, parallel-coordinates and slice plots, sensitivity, budget
+curves, progress and the price tag.
 
 ``build_report(result, directory)`` writes them all (and ``report.html``); the modules
 below each own one part. Heavy imports (plotly, matplotlib, torch, scikit-learn) happen

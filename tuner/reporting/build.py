@@ -12,12 +12,15 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuner.reporting._plotly import too_few_completed
 from tuner.reporting.budget_curve import budget_curves, budget_figure
 from tuner.reporting.html import render_report
+from tuner.reporting.parallel import parallel_html
 from tuner.reporting.pareto import pareto_html, pareto_png
 from tuner.reporting.price import price_tag
 from tuner.reporting.progress import hypervolume_progress, progress_figure
 from tuner.reporting.sensitivity import Sensitivity, sensitivity, sensitivity_figure
+from tuner.reporting.slices import slices_html
 
 if TYPE_CHECKING:
     from tuner.result import TuneResult
@@ -49,6 +52,16 @@ def build_report(result: TuneResult, directory: str | Path, searcher: Any = None
         files["pareto_png"] = pareto_png(result, out / "pareto.png")
 
     attempt("pareto", pareto)
+    # Per-parameter pages: below two completed trials there is nothing to compare, and
+    # report.html says so instead of linking an empty plot.
+    for name, write in (("parallel", parallel_html), ("slices", slices_html)):
+        reason = too_few_completed(result)
+        if reason is not None:
+            notes[name] = reason
+            continue
+        page = attempt(name, lambda write=write, name=name: write(result, out / f"{name}.html"))
+        if page is not None:
+            files[f"{name}_html"] = page
     tag = price_tag(result)
     files["price_tag"] = _write_json(out / "price_tag.json", tag.as_dict())
 

@@ -2,6 +2,7 @@
 
 Inlined images keep the page readable in MLflow's artifact viewer, where relative
 links to sibling files do not resolve; the links still work when opened from disk.
+The page loads nothing from the network, so it renders on an air-gapped machine.
 """
 
 from __future__ import annotations
@@ -64,6 +65,17 @@ def render_report(result: TuneResult, artifacts: dict[str, Path], tag: PriceTag,
         table = front[["trial_id", result.metric, ENERGY_METRIC, *result.param_names]].copy()
         table.insert(0, "knee", ["*" if knee is not None and i == knee.name else "" for i in table.index])
         parts.append(_table(table))
+
+    parts.append("<h2>Parameters</h2>")
+    for key, label, what in (
+        ("parallel", "Parallel coordinates", "one line per completed trial through its parameters, "
+                                             f"{result.metric} and kWh"),
+        ("slices", "Slice plots", f"each parameter against {result.metric} and against kWh, every trial by status"),
+    ):
+        if f"{key}_html" in artifacts:
+            parts.append(f"<p><a href='{artifacts[f'{key}_html'].name}'>{label}</a>: {esc(what)}.</p>")
+        else:
+            parts.append(f"<p>{label} not drawn: {esc(notes.get(key, 'unavailable'))}</p>")
 
     parts.append("<h2>Hyperparameter sensitivity</h2>")
     if found is not None and not found.table.empty:

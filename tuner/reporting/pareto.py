@@ -1,10 +1,10 @@
 """Pareto plots: every trial by status, the front as a step line, the knee marked.
 
-Interactive HTML from plotly (hover shows a trial's parameters) and a PNG from
-matplotlib, because plotly's static export (kaleido) needs a browser at run time.
-Trials without a metric (failed ones, stopped ones that never reported) are drawn on a strip along the bottom at
-their energy, so the energy they cost stays visible. Energy is on a log axis when it
-spans more than a decade.
+Interactive HTML from plotly (hover shows a trial's parameters; plotly.js inline, so the
+page renders offline) and a PNG from matplotlib, because plotly's static export (kaleido)
+needs a browser at run time. Trials without a metric (failed ones, stopped ones that never
+reported) are drawn on a strip along the bottom at their energy, so the energy they cost
+stays visible. Energy is on a log axis when it spans more than a decade.
 """
 
 from __future__ import annotations
@@ -16,23 +16,13 @@ import numpy as np
 import pandas as pd
 
 from tuner.config import ENERGY_METRIC
-from tuner.study.record import TrialStatus
+from tuner.reporting._plotly import hover_text, status_style, write_offline_html
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
     from matplotlib.figure import Figure
 
     from tuner.result import TuneResult
-
-# status -> (label, colour, plotly symbol, matplotlib marker)
-_STYLE = {
-    TrialStatus.COMPLETED.value: ("completed", "#1f77b4", "circle", "o"),
-    TrialStatus.FAILED.value: ("failed", "#d62728", "x", "x"),
-    TrialStatus.STOPPED_BY_BUDGET.value: ("stopped by budget", "#7f7f7f", "diamond", "D"),
-    TrialStatus.STOPPED.value: ("stopped", "#9467bd", "diamond-open", "d"),
-    TrialStatus.INTERRUPTED.value: ("interrupted (driver died)", "#8c564b", "square-open", "s"),
-}
-_OTHER = ("other", "#bcbd22", "circle-open", "o")
 
 
 def log_energy_axis(result: TuneResult) -> bool:
@@ -53,16 +43,7 @@ def _placed(result: TuneResult) -> tuple[pd.DataFrame, float | None]:
         span = (high - low) or 1.0
         strip = float(low - 0.08 * span) if result.mode == "max" else float(high + 0.08 * span)
     trials["_y"] = np.where(has, trials[result.metric] if result.metric in trials else np.nan, strip)
-    trials["_has_metric"] = has
     return trials, strip
-
-
-def _hover(result: TuneResult, row: pd.Series) -> str:
-    params = "<br>".join(f"{p}={row[p]}" for p in result.param_names if p in row)
-    metric = f"{row[result.metric]:.4g}" if row["_has_metric"] else "none"
-    extra = f"<br>error: {str(row['error'])[:120]}" if isinstance(row.get("error"), str) else ""
-    return (f"trial {row['trial_id']} ({row['status']})<br>{params}<br>{result.metric}={metric}"
-            f"<br>kWh={row[ENERGY_METRIC]:.4g}{extra}")
 
 
 def pareto_figure(result: TuneResult) -> go.Figure:
@@ -72,11 +53,11 @@ def pareto_figure(result: TuneResult) -> go.Figure:
     trials, strip = _placed(result)
     fig = go.Figure()
     for status, group in trials.groupby("status", sort=False):
-        label, color, symbol, _ = _STYLE.get(str(status), _OTHER)
+        label, color, symbol, _ = status_style(status)
         fig.add_trace(go.Scatter(
             x=group[ENERGY_METRIC], y=group["_y"], mode="markers", name=f"{label} ({len(group)})",
             marker={"color": color, "symbol": symbol, "size": 9},
-            text=[_hover(result, row) for _, row in group.iterrows()], hovertemplate="%{text}<extra></extra>",
+            text=[hover_text(result, row) for _, row in group.iterrows()], hovertemplate="%{text}<extra></extra>",
         ))
     front = result.pareto_front
     if not front.empty:
@@ -99,6 +80,7 @@ def pareto_figure(result: TuneResult) -> go.Figure:
         title=f"{result.metric} vs energy per trial ({len(trials)} trials)",
         xaxis_title="energy per trial (kWh)", yaxis_title=result.metric, template="plotly_white",
     )
+    fig.update_xaxes(exponentformat="power")  # 1e-4 kWh as 10^-4, as on the slice plots
     if log_energy_axis(result):
         fig.update_xaxes(type="log")
     return fig
@@ -112,7 +94,7 @@ def pareto_matplotlib(result: TuneResult) -> Figure:
     fig = Figure(figsize=(7.5, 4.8), dpi=110)
     ax = fig.subplots()
     for status, group in trials.groupby("status", sort=False):
-        label, color, _, marker = _STYLE.get(str(status), _OTHER)
+        label, color, _, marker = status_style(status)
         ax.scatter(group[ENERGY_METRIC], group["_y"], c=color, marker=marker, s=30,
                    label=f"{label} ({len(group)})", alpha=0.85)
     front = result.pareto_front
@@ -137,11 +119,11 @@ def pareto_matplotlib(result: TuneResult) -> Figure:
 
 
 def pareto_html(result: TuneResult, path: Path) -> Path:
-    """Write the interactive plot (plotly.js from its CDN, so the file stays small)."""
-    pareto_figure(result).write_html(path, include_plotlyjs="cdn")
-    return path
+    """Write the interactive plot as a page that renders offline (plotly.js inline)."""
+    return write_offline_html(pareto_figure(result), path)
 
 
 def pareto_png(result: TuneResult, path: Path) -> Path:
+    """Write the matplotlib picture (no browser needed, unlike plotly's static export)."""
     pareto_matplotlib(result).savefig(path)
     return path
