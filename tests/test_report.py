@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from tests.report_tables import SPACE, synthetic_result
+from tuner.carbon.static import StaticProvider
 from tuner.reporting import build_report
 from tuner.reporting.budget_curve import curve_by_energy, curve_by_trials, expected_max
 from tuner.reporting.load import load_from_dir
@@ -130,11 +131,22 @@ def test_price_tag_prefers_measured_co2():
     result = synthetic_result()
     result.trials["co2_kg"] = 0.001
     tag = price_tag(result)
-    assert tag.co2_kg == pytest.approx(0.04 + 2e-4 * 0.475) and "co2_kg" in tag.co2_source
+    world = StaticProvider().current().g_per_kwh / 1000  # the static provider's world average
+    assert tag.co2_kg == pytest.approx(0.04 + 2e-4 * world) and "co2_kg" in tag.co2_source
     result.co2_kg = 0.123
     result.carbon = {"carbon_provider": "static"}
     measured = price_tag(result)
     assert measured.co2_kg == 0.123 and "static" in measured.co2_source
+
+
+def test_unmeasured_co2_falls_back_on_the_static_providers_world_average():
+    tag = price_tag(synthetic_result())
+    world = StaticProvider().current()
+    assert tag.co2_kg == pytest.approx(tag.facility_kwh * world.g_per_kwh / 1000)
+    assert "world average" in tag.co2_source and "not measured" in tag.co2_source
+    configured = price_tag(synthetic_result(report={"co2_kg_per_kwh": 0.1}))
+    assert configured.co2_kg == pytest.approx(configured.facility_kwh * 0.1)
+    assert "configured intensity" in configured.co2_source
 
 
 # ------------------------------------------------------------------ progress
