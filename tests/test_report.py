@@ -10,15 +10,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.report_tables import SPACE, synthetic_result
 from tuner.carbon.static import StaticProvider
 from tuner.reporting import build_report
-from tuner.reporting.budget_curve import curve_by_energy, curve_by_trials, expected_max
+from tuner.reporting.budget_curve import (
+    BUDGET_POINTS,
+    MIN_RESULT_SHARE,
+    budget_curves,
+    curve_by_energy,
+    curve_by_trials,
+    expected_max,
+)
 from tuner.reporting.load import load_from_dir
 from tuner.reporting.price import grid_estimate, price_tag
 from tuner.reporting.progress import hypervolume_progress
 from tuner.reporting.sensitivity import sensitivity
+
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # ------------------------------------------------------------------ budget curve
 
@@ -49,10 +60,11 @@ def test_curve_by_trials_rises_to_the_best_value():
 def test_curve_by_energy_matches_hand_computed_budget_outcomes():
     # A: accuracy 0.5 for 1 kWh; B: 0.9 for 3 kWh. With 3 kWh: a sequence starting with B
     # ends with B (0.9); one starting with A never fits B after it, so ends at 0.5.
-    # Expected best = 0.7, standard deviation = 0.2. With 2 kWh only A-starts give a result.
+    # Expected best = 0.7, standard deviation = 0.2. With 2 kWh only A-starts give a result;
+    # the B-starts have none and score the worst trial (0.5), as every sequence does at 0.5 kWh.
     curve = curve_by_energy(np.array([0.5, 0.9]), np.array([1.0, 3.0]), np.array([0.5, 2.0, 3.0]),
                             sequences=20000).set_index("budget_kwh")
-    assert curve.loc[0.5, "p_result"] == 0 and math.isnan(curve.loc[0.5, "expected_best"])
+    assert curve.loc[0.5, "p_result"] == 0 and curve.loc[0.5, "expected_best"] == 0.5
     assert curve.loc[2.0, "p_result"] == pytest.approx(0.5, abs=0.02)
     assert curve.loc[2.0, "expected_best"] == pytest.approx(0.5)
     assert curve.loc[3.0, "p_result"] == 1.0
@@ -67,6 +79,35 @@ def test_curve_by_energy_with_equal_costs_is_the_closed_form():
     assert curve["expected_best"].to_numpy() == pytest.approx(mean, abs=0.01)
     assert curve["std"].to_numpy() == pytest.approx(np.sqrt(var), abs=0.01)
     assert curve["mean_trials"].tolist() == [1, 3, 5]
+
+
+@FAST
+@given(tables=st.integers(1, 12).flatmap(lambda n: st.tuples(
+    st.lists(st.floats(-5, 5, allow_nan=False), min_size=n, max_size=n),
+    st.lists(st.floats(1e-6, 10.0, allow_nan=False), min_size=n, max_size=n))),
+    mode=st.sampled_from(["max", "min"]), seed=st.integers(0, 2**16))
+def test_budget_curve_by_energy_is_monotone_by_construction(tables, mode, seed):
+    metric, energy = (np.array(v) for v in tables)
+    budgets = np.sort(np.random.default_rng(seed).uniform(0, 2 * energy.sum(), 25))
+    curve = curve_by_energy(metric, energy, budgets, mode=mode, sequences=200, seed=seed)
+    steps = np.diff(curve["expected_best"].to_numpy())
+    assert (steps >= 0).all() if mode == "max" else (steps <= 0).all(), curve
+    assert np.diff(curve["p_result"]).min(initial=0) >= 0
+    worst = metric.min() if mode == "max" else metric.max()
+    best = metric.max() if mode == "max" else metric.min()
+    slack = 1e-12 * max(1.0, abs(worst), abs(best))  # a mean of equal values may round
+    assert curve["expected_best"].between(min(worst, best) - slack, max(worst, best) + slack).all()
+
+
+def test_budget_curve_csv_holds_only_the_budgets_it_draws(tmp_path: Path):
+    # Energy spans four decades, so the lowest budgets leave most sequences without a result.
+    result = synthetic_result()
+    result.trials["energy_kwh"] = np.geomspace(1e-6, 1e-2, len(result.trials))
+    by_energy, _ = budget_curves(result)
+    assert (by_energy["p_result"] >= MIN_RESULT_SHARE).all() and by_energy["expected_best"].is_monotonic_increasing
+    files = build_report(result, tmp_path)
+    written = pd.read_csv(files["budget_curve_kwh_csv"])
+    assert len(written) == len(by_energy) < BUDGET_POINTS and written["p_result"].min() >= MIN_RESULT_SHARE
 
 
 # ------------------------------------------------------------------ sensitivity

@@ -77,7 +77,10 @@ def render_report(result: TuneResult, artifacts: dict[str, Path], tag: PriceTag,
     if "budget_curve_png" in artifacts:
         parts.append("<p class='method'>Expected best metric of random draws from the completed trials, "
                      "by number of trials (Dodge et al. 2019, closed form) and by energy budget (same draws, "
-                     "stopped by cumulative kWh; Monte Carlo). See tuner/reporting/budget_curve.py.</p>")
+                     "stopped by cumulative kWh; Monte Carlo over all draws, a draw that finished no trial "
+                     "within the budget scoring the worst completed trial, so the curve never falls with "
+                     "more budget; the share of draws with a result is drawn beside it, and budgets where "
+                     "it is below one half are left out). See tuner/reporting/budget_curve.py.</p>")
         parts.append(_image(artifacts["budget_curve_png"]))
     else:
         parts.append(f"<p>Not computed: {esc(notes.get('budget_curve', 'no completed trials'))}</p>")
