@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from tests.report_tables import SPACE, synthetic_result
 from tuner.carbon.static import StaticProvider
+from tuner.pareto import hypervolume, reference_point
 from tuner.reporting import build_report
 from tuner.reporting.budget_curve import (
     BUDGET_POINTS,
@@ -26,8 +27,9 @@ from tuner.reporting.budget_curve import (
 )
 from tuner.reporting.load import load_from_dir
 from tuner.reporting.price import grid_estimate, price_tag
-from tuner.reporting.progress import hypervolume_progress
+from tuner.reporting.progress import hypervolume_progress, progress_figure
 from tuner.reporting.sensitivity import sensitivity
+from tuner.result import TuneResult
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -193,13 +195,60 @@ def test_unmeasured_co2_falls_back_on_the_static_providers_world_average():
 # ------------------------------------------------------------------ progress
 
 
-def test_hypervolume_never_falls_and_ends_at_the_full_front():
+def test_hypervolume_never_falls_and_ends_at_the_full_fronts_absolute_value():
     result = synthetic_result()
     table = hypervolume_progress(result)
     assert table["cumulative_kwh"].iloc[-1] == pytest.approx(result.trials["energy_kwh"].sum())
     assert table["hypervolume"].is_monotonic_increasing
     assert (table["hypervolume"].iloc[:4] == 0).all()  # the first four rows failed or were stopped
-    assert 0 < table["hypervolume"].iloc[-1] <= 1
+    # Accuracy in [0, 1] and budget 1 kWh: the reference is (0, 1 kWh), whatever the trials.
+    assert reference_point(result) == (0.0, 1.0)
+    assert (table["reference_metric"] == 0.0).all() and (table["reference_kwh"] == 1.0).all()
+    done = result.completed
+    points = np.column_stack([done["accuracy"], np.log10(1.0 / done["energy_kwh"])])
+    assert table["hypervolume"].iloc[-1] == pytest.approx(hypervolume(points, np.zeros(2)))
+
+
+def _two_trial_result(accuracy: list[float], energy: list[float], **config) -> TuneResult:
+    result = synthetic_result(n=len(accuracy), failed=0, stopped=0, **config)
+    result.trials["accuracy"], result.trials["energy_kwh"] = accuracy, energy
+    return result
+
+
+def test_hypervolume_is_hand_computed_from_the_reference_point():
+    # Budget 1 kWh. (0.8 at 0.01 kWh) -> (0.8, 2 decades); (0.9 at 0.1 kWh) -> (0.9, 1 decade).
+    # Area: 0.9 x 1 + 0.8 x (2 - 1) = 1.7 accuracy-decades.
+    table = hypervolume_progress(_two_trial_result([0.8, 0.9], [0.01, 0.1]))
+    assert table["hypervolume"].tolist() == pytest.approx([0.8 * 2, 1.7])
+
+
+def test_a_dominating_front_has_the_higher_hypervolume():
+    # The same configurations; the better study reaches each accuracy for less energy and
+    # a little higher. Per-study normalisation put both at the same final value.
+    worse = synthetic_result(seed=4)
+    better = synthetic_result(seed=4)
+    better.trials["accuracy"] = (better.trials["accuracy"] + 0.05).clip(upper=1.0)
+    better.trials["energy_kwh"] = better.trials["energy_kwh"] / 2
+    assert reference_point(worse) == reference_point(better)
+    final = {name: hypervolume_progress(r)["hypervolume"].iloc[-1] for name, r in (("worse", worse), ("better", better))}
+    assert final["better"] > final["worse"] > 0
+    # a poor random search that found one mediocre trial stays below both
+    poor = _two_trial_result([0.55, 0.6], [5e-3, 1e-2])
+    assert hypervolume_progress(poor)["hypervolume"].iloc[-1] < final["worse"]
+
+
+def test_reference_point_defaults_and_the_configs_own():
+    accuracy = synthetic_result()
+    assert reference_point(accuracy) == (0.0, accuracy.budget_kwh)
+    loss = _two_trial_result([2.5, 1.5], [0.01, 0.1], mode="min")
+    assert reference_point(loss) == (2.5, 1.0)  # not in [0, 1]: the worst completed value
+    scored = _two_trial_result([-3.0, 7.0], [0.01, 0.1])
+    assert reference_point(scored) == (-3.0, 1.0)
+    configured = synthetic_result()
+    configured.config = configured.config.model_copy(update={"reference_point": {"metric": 0.5, "energy_kwh": None}})
+    assert reference_point(configured) == (0.5, configured.budget_kwh)
+    figure = progress_figure(configured, hypervolume_progress(configured))
+    assert any("accuracy = 0.5 (config), energy = 1 kWh (default)" in t.get_text() for t in figure.axes[0].texts)
 
 
 # ------------------------------------------------------------------ artifacts
@@ -244,6 +293,7 @@ def test_report_artifacts_exist_and_match_the_trials_table(tmp_path: Path):
     assert len(curve) == 36 and curve["expected_best"].iloc[-1] <= result.completed["accuracy"].max()
     sens = pd.read_csv(files["sensitivity_csv"])
     assert set(sens["parameter"]) == set(SPACE) and set(sens["objective"]) == {"accuracy", "energy_kwh"}
+    assert "reference point" in page
 
 
 def test_rebuild_from_disk_reproduces_the_numbers(tmp_path: Path):

@@ -87,6 +87,9 @@ def render_report(result: TuneResult, artifacts: dict[str, Path], tag: PriceTag,
 
     parts.append("<h2>Progress</h2>")
     if "progress_png" in artifacts:
+        parts.append("<p class='method'>Absolute hypervolume of the front so far (metric gain x decades of "
+                     "kWh below the reference point stated on the plot; see tuner/reporting/progress.py). "
+                     "Studies are comparable only when they share a reference point.</p>")
         parts.append(_image(artifacts["progress_png"]))
     else:
         parts.append(f"<p>Not computed: {esc(notes.get('progress', 'unavailable'))}</p>")
