@@ -26,6 +26,7 @@ from tuner.reporting.budget_curve import (
     expected_max,
 )
 from tuner.reporting.load import load_from_dir
+from tuner.reporting.pareto import pareto_matplotlib, pareto_png
 from tuner.reporting.price import grid_estimate, price_tag
 from tuner.reporting.progress import hypervolume_progress, progress_figure
 from tuner.reporting.sensitivity import sensitivity
@@ -249,6 +250,23 @@ def test_reference_point_defaults_and_the_configs_own():
     assert reference_point(configured) == (0.5, configured.budget_kwh)
     figure = progress_figure(configured, hypervolume_progress(configured))
     assert any("accuracy = 0.5 (config), energy = 1 kWh (default)" in t.get_text() for t in figure.axes[0].texts)
+
+
+# ------------------------------------------------------------------ Pareto plot
+
+
+def test_pareto_png_without_a_completed_trial_says_so_on_sane_axes(tmp_path: Path):
+    result = synthetic_result(n=3, failed=2, stopped=1)
+    result.trials["accuracy"] = np.nan
+    figure = pareto_matplotlib(result)
+    ax = figure.axes[0]
+    assert ax.get_ylim() == (0.0, 1.0)
+    assert any("no completed trial" in t.get_text() and "2 failed, 1 stopped by budget" in t.get_text()
+               for t in ax.texts)
+    path = pareto_png(result, tmp_path / "pareto.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 
 
 # ------------------------------------------------------------------ artifacts
