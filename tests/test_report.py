@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from tests.report_tables import SPACE, synthetic_result
 from tuner.carbon.static import StaticProvider
+from tuner.config import config_dump
 from tuner.pareto import hypervolume, reference_point
 from tuner.reporting import build_report
 from tuner.reporting.budget_curve import (
@@ -29,8 +30,11 @@ from tuner.reporting.load import load_from_dir
 from tuner.reporting.pareto import pareto_matplotlib, pareto_png
 from tuner.reporting.price import grid_estimate, price_tag
 from tuner.reporting.progress import hypervolume_progress, progress_figure
-from tuner.reporting.sensitivity import sensitivity
+from tuner.reporting.sensitivity import R2_THRESHOLD, sensitivity, sensitivity_figure
 from tuner.result import TuneResult
+from tuner.study.files import StudyFiles, trials_frame
+from tuner.study.ledger import EnergyLedger
+from tuner.study.record import final_result, running_result
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -116,17 +120,31 @@ def test_budget_curve_csv_holds_only_the_budgets_it_draws(tmp_path: Path):
 # ------------------------------------------------------------------ sensitivity
 
 
-def test_sensitivity_ranks_the_dominant_parameter_first_with_its_sign():
+def _well_formed(table: pd.DataFrame) -> None:
+    """Shares of variance, first order inside total, each inside its interval."""
+    for name in ("first_order", "total_order"):
+        assert (table[f"{name}_low"] <= table[name]).all() and (table[name] <= table[f"{name}_high"]).all()
+        assert table[f"{name}_low"].min() >= 0 and table[f"{name}_high"].max() <= 1
+    for suffix in ("", "_low", "_high"):
+        assert (table[f"first_order{suffix}"] <= table[f"total_order{suffix}"]).all()
+
+
+def test_the_one_parameter_that_matters_ranks_first_with_an_interval_above_zero():
+    # Accuracy depends on lr alone (plus 0.005 noise); energy on epochs alone (1 % ripple from width).
     up = sensitivity(synthetic_result(accuracy_sign=1.0))
+    assert up.checks["accuracy"].passed and up.checks["accuracy"].cv_r2 > 0.9
     assert "Gaussian process" in up.method and "36 completed trials" in up.method
+    _well_formed(up.table)
     assert up.ranking("accuracy")[0] == "lr"
-    lr = up.table.set_index(["objective", "parameter"]).loc[("accuracy", "lr")]
-    assert lr["direction"] == "+" and lr["total_order"] > 0.8 and lr["first_order"] > 0.8
+    rows = up.table[up.table["objective"] == "accuracy"].set_index("parameter")
+    assert rows.loc["lr", "direction"] == "+"
+    assert rows.loc["lr", "first_order_low"] > 0.5 and rows.loc["lr", "total_order_low"] > 0.5
+    assert rows.drop("lr")["total_order_high"].max() < 0.05  # the others: nothing, and the interval says so
 
     down = sensitivity(synthetic_result(accuracy_sign=-1.0, seed=1))
     assert down.ranking("accuracy")[0] == "lr"
     lr = down.table.set_index(["objective", "parameter"]).loc[("accuracy", "lr")]
-    assert lr["direction"] == "-" and lr["total_order"] < -0.8
+    assert lr["direction"] == "-" and lr["total_order_low"] > 0.5
 
 
 def test_energy_linear_in_epochs_is_dominated_by_epochs():
@@ -134,14 +152,83 @@ def test_energy_linear_in_epochs_is_dominated_by_epochs():
     assert found.ranking("energy_kwh")[0] == "epochs"
     rows = found.table[found.table["objective"] == "energy_kwh"].set_index("parameter")
     assert rows.loc["epochs", "direction"] == "+"
-    assert rows.loc["epochs", "total_order"] > 0.9
-    assert rows.drop("epochs")["total_order"].abs().max() < 0.05
+    assert rows.loc["epochs", "total_order_low"] > 0.8
+    assert rows.drop("epochs")["total_order_high"].max() < 0.05
     assert rows.loc["optimizer", "direction"] == "categorical"
 
 
-def test_sensitivity_with_too_few_trials_says_why():
-    found = sensitivity(synthetic_result(n=6, failed=0, stopped=0))
-    assert found.table.empty and "need" in found.note
+def test_a_noise_only_metric_fails_the_fit_check_and_gets_no_bars(tmp_path: Path):
+    result = synthetic_result(seed=3)
+    result.trials["accuracy"] = np.random.default_rng(5).normal(0.7, 0.05, len(result.trials))
+    found = sensitivity(result)
+    check = found.checks["accuracy"]
+    assert not check.passed and check.cv_r2 < R2_THRESHOLD
+    assert check.note == f"model does not fit: 5-fold CV R^2 = {check.cv_r2:.2f} < 0.5; no indices drawn"
+    assert set(found.table["objective"]) == {"energy_kwh"}  # energy still depends on epochs
+    metric_panel, energy_panel = sensitivity_figure(found, "accuracy").axes[:2]
+    assert not metric_panel.patches and energy_panel.patches
+    assert any("model does not fit" in t.get_text() for t in metric_panel.texts)
+
+    files = build_report(result, tmp_path)
+    csv = pd.read_csv(files["sensitivity_csv"])
+    metric_rows = csv[csv["objective"] == "accuracy"]
+    assert len(metric_rows) == 4 and metric_rows["total_order"].isna().all()
+    assert (metric_rows["fit"] == check.note).all() and metric_rows["cv_r2"].iloc[0] == pytest.approx(check.cv_r2)
+    assert (csv.loc[csv["objective"] == "energy_kwh", "fit"] == "passed").all()
+    page = files["report"].read_text()
+    assert "model does not fit: 5-fold CV R^2" in page
+
+
+def test_too_few_trials_get_an_explicit_note_not_a_model(tmp_path: Path):
+    # 7 trials, 4 parameters: a model needs parameters + 3 = 7 completed ones; 5 completed.
+    result = synthetic_result(n=7, failed=1, stopped=1)
+    found = sensitivity(result)
+    assert found.table.empty and found.method == "none"
+    assert found.note == "not enough data: 5 completed trials, sensitivity needs parameters + 3 = 7 (4 tunable parameters)"
+    assert all(not c.passed and c.cv_r2 is None for c in found.checks.values())
+    figure = sensitivity_figure(found, "accuracy")
+    assert not any(ax.patches for ax in figure.axes)
+    files = build_report(result, tmp_path)
+    csv = pd.read_csv(files["sensitivity_csv"])
+    assert len(csv) == 8 and csv["first_order"].isna().all() and (csv["fit"] == found.note).all()
+    assert found.note in files["report"].read_text()
+
+
+def _live_study(tmp_path: Path, trials: pd.DataFrame, config) -> tuple[TuneResult, Path]:
+    """What a finished study holds: its trials booked through a real ledger from the
+    results a trial process sends, the table the study builds from it, and its files."""
+    ledger = EnergyLedger(config.budget_kwh, watts_per_core=10.0, metric="accuracy")
+    for _, row in trials.iterrows():
+        params = {name: row[name].item() if hasattr(row[name], "item") else row[name] for name in SPACE}
+        ledger.start(row["trial_id"], params)
+        metrics = {} if pd.isna(row["accuracy"]) else {"accuracy": float(row["accuracy"])}
+        energy = {"energy_kwh": float(row["energy_kwh"]), "energy_source": "cpu-time-estimate",
+                  "duration_s": float(row["duration_s"])}
+        if row["status"] == "stopped_by_budget":  # ended by Ray before its final report
+            ledger.observe(row["trial_id"], running_result(metrics, energy, 1, [], "seg", False))
+            ledger.stop(row["trial_id"])
+        else:
+            error = "RuntimeError: deliberate" if row["status"] == "failed" else None
+            ledger.observe(row["trial_id"], final_result(metrics, energy, 1, [], "seg", "node", error))
+    table = trials_frame(ledger, list(SPACE), "accuracy")
+    state = {"total_energy_kwh": ledger.total_kwh, "overhead_kwh": ledger.overhead_kwh, "config": config_dump(config)}
+    files = StudyFiles(tmp_path / "study")
+    files.directory.mkdir()
+    files.write_trials(table)
+    files.write_state(state)
+    return TuneResult.from_state(table, config, state, output_dir=files.directory), files.directory
+
+
+def test_the_rebuilt_report_shows_the_live_reports_numbers_and_figures(tmp_path: Path):
+    synthetic = synthetic_result()
+    live, study_dir = _live_study(tmp_path, synthetic.trials, synthetic.config)
+    assert live.trials["status"].value_counts().to_dict() == {"completed": 36, "failed": 2, "stopped": 2}
+    live_files = build_report(live, tmp_path / "live")
+    rebuilt_files = build_report(load_from_dir(study_dir), tmp_path / "rebuilt")
+    for name in ("sensitivity_csv", "sensitivity_png", "budget_curve_kwh_csv", "progress_csv", "progress_png"):
+        assert live_files[name].read_bytes() == rebuilt_files[name].read_bytes(), name
+    sens = pd.read_csv(live_files["sensitivity_csv"])
+    assert (sens["fit"] == "passed").all() and sens.loc[sens["objective"] == "accuracy"].iloc[0]["parameter"] == "lr"
 
 
 # ------------------------------------------------------------------ price tag and grid estimate
@@ -267,8 +354,6 @@ def test_pareto_png_without_a_completed_trial_says_so_on_sane_axes(tmp_path: Pat
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-
-
 # ------------------------------------------------------------------ artifacts
 
 
@@ -311,6 +396,9 @@ def test_report_artifacts_exist_and_match_the_trials_table(tmp_path: Path):
     assert len(curve) == 36 and curve["expected_best"].iloc[-1] <= result.completed["accuracy"].max()
     sens = pd.read_csv(files["sensitivity_csv"])
     assert set(sens["parameter"]) == set(SPACE) and set(sens["objective"]) == {"accuracy", "energy_kwh"}
+    assert {"first_order_low", "total_order_high", "cv_r2", "r2_threshold", "fit"} <= set(sens.columns)
+    section = page.split("<h2>Hyperparameter sensitivity</h2>")[1].split("<h2>")[0]
+    assert "needed R^2 &gt;= 0.5" in section and "95 % interval" in section
     assert "reference point" in page
 
 
@@ -341,29 +429,6 @@ def test_report_of_a_directory_that_is_not_a_study_exits_2(tmp_path: Path, capsy
 
     assert main(["report", str(tmp_path)]) == 2
     assert "trials.csv, study.json missing" in capsys.readouterr().err
-
-
-def test_bo_study_sensitivity_comes_from_the_ax_surrogate():
-    pytest.importorskip("ax")
-    from tuner.search.ax_searcher import AxSearcher
-
-    result = synthetic_result(n=30, failed=0, stopped=0)
-    searcher = AxSearcher(result.config.tunable, metric="accuracy", mode="max", seed=0, method="bo")
-    for _, row in result.trials.iterrows():
-        params = {"lr": float(row["lr"]), "epochs": int(row["epochs"]), "width": int(row["width"]),
-                  "optimizer": str(row["optimizer"])}
-        index = searcher.client.attach_trial(parameters=params)
-        searcher.client.complete_trial(index, raw_data={"accuracy": float(row["accuracy"]),
-                                                        "energy_kwh": float(row["energy_kwh"])})
-    found = sensitivity(result, searcher)
-    assert found.method.startswith("Sobol indices (Ax ax_parameter_sens"), found.method
-    assert set(found.table["parameter"]) == set(SPACE)  # one-hot features folded back to 'optimizer'
-    assert found.ranking("accuracy")[0] == "lr"
-    assert found.ranking("energy_kwh")[0] == "epochs"
-    rows = found.table.set_index(["objective", "parameter"])
-    assert rows.loc[("accuracy", "lr"), "direction"] == "+"
-    assert rows.loc[("energy_kwh", "epochs"), "direction"] == "+"
-    assert rows.loc[("energy_kwh", "optimizer"), "direction"] == "categorical"
 
 
 def test_report_settings_are_validated_naming_the_field():
