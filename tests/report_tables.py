@@ -56,7 +56,7 @@ def synthetic_result(n: int = 40, seed: int = 0, accuracy_sign: float = 1.0, noi
     frame.loc[frame["status"] == "failed", "error"] = "RuntimeError: deliberate"
     cfg = study_config(**config)
     return TuneResult(
-        trials=frame, metric="accuracy", mode="max", budget_kwh=cfg.budget_kwh,
+        trials=frame, metric="accuracy", mode=cfg.mode, budget_kwh=cfg.budget_kwh,
         total_energy_kwh=float(frame["energy_kwh"].sum()) + overhead_kwh, overhead_kwh=overhead_kwh,
         param_names=list(SPACE), pue=cfg.pue, config=cfg,
     )

@@ -112,3 +112,33 @@ def test_a_ledger_json_from_before_the_record_had_error_and_n_reports_still_load
     assert record.status is TrialStatus.FAILED and record.error == "boom" and record.n_reports == 3
     assert record.info == {"energy_source": "cpu-time"} and record.energy_timeline == ((1.0, 1e-6),)
     assert TrialRecord.from_json(record.to_json()) == record
+
+
+def test_an_early_stopped_trial_keeps_the_last_epoch_it_reported_in_its_row():
+    # The objective reports accuracy and epoch every epoch; early stopping ends it after
+    # epoch 11, so no final report ever comes: its row must still say epoch 11, as the
+    # per-epoch history in MLflow does.
+    from tuner.study.files import trials_frame
+
+    ledger = EnergyLedger(1.0, watts_per_core=10.0, metric="accuracy")
+    ledger.start("t", {"x": 0.5})
+    for epoch in range(1, 12):
+        latest = {"accuracy": 0.5 + epoch / 100, "epoch": float(epoch)}
+        ledger.observe("t", running_result(latest, {"energy_kwh": epoch * 1e-6}, epoch, [(epoch, latest)],
+                                           "seg", checkpointed=False))
+    ledger.stop("t")
+    ledger.start("u", {"x": 0.1})  # and one that completed, for contrast
+    ledger.observe("u", final_result({"accuracy": 0.9, "epoch": 20.0}, {"energy_kwh": 2e-5}, 20, [], "seg", "n", None))
+    table = trials_frame(ledger, ["x"], "accuracy").set_index("trial_id")
+    assert table.loc["t", "status"] == "stopped" and table.loc["t", "epoch"] == 11
+    assert table.loc["t", "accuracy"] == pytest.approx(0.61) and table.loc["t", "n_reports"] == 11
+    assert table.loc["u", "epoch"] == 20
+
+
+def test_a_metric_a_later_heartbeat_lacks_keeps_its_last_value():
+    ledger = EnergyLedger(1.0, watts_per_core=10.0, metric="accuracy")
+    ledger.start("t", {})
+    ledger.observe("t", running_result({"accuracy": 0.5, "step": 100.0}, {"energy_kwh": 1e-6}, 1, [], "s1", False))
+    # restarted after a pause: the new process has reported nothing but accuracy yet
+    ledger.observe("t", running_result({"accuracy": 0.6}, {"energy_kwh": 1e-6}, 2, [], "s2", False))
+    assert ledger.get("t").metrics == {"accuracy": 0.6, "step": 100.0}

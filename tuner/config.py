@@ -337,14 +337,16 @@ class ReportSettings(_Strict):
 
     ``price_per_kwh`` defaults to 0.30 EUR, a round figure near the EU household average
     of 2023-24 (Eurostat: about 0.29 EUR/kWh); set your own tariff. ``co2_kg_per_kwh``
-    (0.475, the world-average grid intensity from the IEA that the ML CO2 Impact
-    calculator of Lacoste et al. 2019 uses) applies only when the trials table carries
-    no measured ``co2_kg``.
+    applies only when the trials table carries no measured ``co2_kg``; unset, it is the
+    world average of the static carbon provider (``tuner.carbon.static``), so the report
+    and the carbon accounting never disagree on the same fallback.
     """
 
     price_per_kwh: float = Field(0.30, ge=0, description="Tariff for the price tag.")
     currency: str = Field("EUR", min_length=1, max_length=8, description="Currency of `price_per_kwh`.")
-    co2_kg_per_kwh: float = Field(0.475, ge=0, description="Used only when no CO2 was measured.")
+    co2_kg_per_kwh: float | None = Field(
+        None, ge=0, description="Used only when no CO2 was measured; unset: the static carbon provider's world average."
+    )
 
 
 class ReferencePoint(_Strict):

@@ -6,7 +6,13 @@ NumPy only, so that reading a front never imports torch.
 
 from __future__ import annotations
 
+import math
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from tuner.result import TuneResult
 
 
 def pareto_mask(metric: np.ndarray, energy: np.ndarray, mode: str = "max") -> np.ndarray:
@@ -39,3 +45,54 @@ def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
             area += (x - reference[0]) * (y - floor)
             floor = y
     return float(area)
+
+
+def reference_point(result: TuneResult) -> tuple[float, float]:
+    """The (metric, kWh) point a study's hypervolume is measured from.
+
+    A hypervolume is only comparable between studies measured from the same reference,
+    so it is fixed by the study, not by its trials' spread: ``config.reference_point``
+    when set (``{metric: ..., energy_kwh: ...}``, either may be ``None``), else
+
+    - energy: the study's ``budget_kwh`` (no trial can spend more than the whole budget);
+    - metric: ``0.0`` for a maximised metric whose every completed value lies in [0, 1]
+      (accuracy-like: 0 is the worst it can be), otherwise the worst completed value,
+      which does depend on the study: set ``reference_point.metric`` to compare studies.
+
+    ``nan`` for a metric reference that has no default (a minimised metric and no
+    completed trial).
+    """
+    metric_ref, energy_ref = configured_reference(result)
+    if energy_ref is None:
+        energy_ref = float(result.budget_kwh)
+    if metric_ref is None:
+        metric_ref = default_metric_reference(result)
+    return float(metric_ref), float(energy_ref)
+
+
+def default_metric_reference(result: TuneResult) -> float:
+    """The metric half of :func:`reference_point` when the config does not set one."""
+    done = result.completed
+    values = done[result.metric].to_numpy(float) if result.metric in done else np.empty(0)
+    values = values[np.isfinite(values)]
+    if result.mode == "max" and bool(np.all((values >= 0) & (values <= 1))):
+        return 0.0
+    if len(values) == 0:
+        return math.nan
+    return float(values.min() if result.mode == "max" else values.max())
+
+
+def configured_reference(result: TuneResult) -> tuple[float | None, float | None]:
+    """``config.reference_point``'s (metric, energy_kwh), ``None`` where it sets none.
+
+    Read with ``getattr``: the config field is optional, and a mapping or a model.
+    """
+    configured = getattr(result.config, "reference_point", None)
+
+    def field(name: str) -> float | None:
+        if configured is None:
+            return None
+        value = configured.get(name) if isinstance(configured, dict) else getattr(configured, name, None)
+        return None if value is None else float(value)
+
+    return field("metric"), field("energy_kwh")

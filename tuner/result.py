@@ -32,7 +32,8 @@ class TuneResult:
     ``overhead_kwh``, the CPU energy the driver spent choosing trials (Ax's model fits
     and candidate generation), estimated from CPU time like the trials'.
     ``config`` is the study's config (the report needs its search space and prices);
-    ``searcher`` the searcher that ran it (``bo`` sensitivity reads its Ax surrogate).
+    ``searcher`` the searcher that ran it (live studies only, for inspection: the report
+    reads the trials table alone, so that a rebuilt report is the same).
     """
 
     trials: pd.DataFrame
@@ -203,7 +204,8 @@ class TuneResult:
         return slices_figure(self)
 
     def plot_sensitivity(self) -> Figure:
-        """Signed Sobol indices of each parameter for the metric and for energy (matplotlib)."""
+        """Sobol indices (95 % intervals, direction by colour) of each parameter for the metric
+        and for energy, or a panel saying why an objective has none (matplotlib)."""
         from tuner.reporting.sensitivity import sensitivity, sensitivity_figure
 
         return sensitivity_figure(sensitivity(self), self.metric)

@@ -13,10 +13,20 @@ another; each one counts only if the cumulative kWh still fits in ``b``, and the
 that does not fit ends the sequence (its energy is spent, its result lost: that is what
 a budget does to a real random search). Expensive-and-good and cheap-and-poor trials
 keep their pairing. There is no closed form, so it is estimated by Monte Carlo over
-``SEQUENCES`` seeded sequences: the curve is the mean best metric over sequences that
-finished at least one trial, the band +/- one standard deviation, and ``p_result`` the
-share of sequences with a result. Budgets where ``p_result < 0.5`` are not drawn; bands
-are clipped to the range of observed values, as in Dodge et al.'s figures.
+``SEQUENCES`` seeded sequences, the same sequences at every budget.
+
+A sequence that finished no trial within ``b`` has no result. It scores the *worst*
+completed metric (the floor), and ``p_result`` says how many sequences had a result at
+all. The curve is the mean over *all* sequences, so it is monotone by construction: a
+larger budget fits a superset of each sequence's trials, so no sequence's best gets
+worse, and the no-result floor is below every result. (Averaging only the sequences with a
+result is not: a larger budget lets in sequences that finished one cheap, poor trial,
+and that mean fell by up to 0.15 on random tables.) With the floor, the curve reads "at
+worst you get the worst trial"; it is optimistic where ``p_result`` is low, so budgets
+where fewer than ``MIN_RESULT_SHARE`` of the sequences have a result are dropped, from the
+CSV as from the figure, and ``p_result`` is drawn beside the curve. The band is +/- one
+standard deviation over sequences, clipped to the range of observed values, as in
+Dodge et al.'s figures.
 
 For a ``bo`` study this answers "what would random draws from the configurations this
 study tried reach?", not what BO itself would reach; the study's own best-so-far is drawn
@@ -40,6 +50,7 @@ if TYPE_CHECKING:
 
 SEQUENCES = 2000
 BUDGET_POINTS = 40
+MIN_RESULT_SHARE = 0.5
 
 
 def expected_max(values: np.ndarray, n: np.ndarray | int, mode: str = "max") -> tuple[np.ndarray, np.ndarray]:
@@ -66,7 +77,12 @@ def curve_by_trials(metric: np.ndarray, mode: str = "max") -> pd.DataFrame:
 
 def curve_by_energy(metric: np.ndarray, energy: np.ndarray, budgets: np.ndarray, mode: str = "max",
                     sequences: int = SEQUENCES, seed: int = 0) -> pd.DataFrame:
-    """Expected best metric of a random search stopped by each energy budget (Monte Carlo)."""
+    """Expected best metric of a random search stopped by each energy budget (Monte Carlo).
+
+    One row per budget: ``expected_best`` (mean over every sequence, a sequence without
+    a result scoring the worst completed metric; monotone in the budget), ``std``,
+    ``p_result`` (share of sequences with a result) and ``mean_trials``.
+    """
     metric = np.asarray(metric, float)
     energy = np.asarray(energy, float)
     if len(metric) == 0:
@@ -77,19 +93,20 @@ def curve_by_energy(metric: np.ndarray, energy: np.ndarray, budgets: np.ndarray,
     rng = np.random.default_rng(seed)
     draws = rng.integers(len(metric), size=(sequences, length))
     spent = np.cumsum(energy[draws], axis=1)
-    better = metric[draws] if mode == "max" else -metric[draws]
-    best_so_far = np.maximum.accumulate(better, axis=1)
+    signed = metric if mode == "max" else -metric
+    better, floor = signed[draws], float(signed.min())  # the floor: the worst completed trial
+    # Column 0: no trial finished yet, the floor; column k: best of the first k trials.
+    best_so_far = np.hstack([np.full((sequences, 1), floor), np.maximum.accumulate(better, axis=1)])
     rows = []
     for budget in budgets:
         fitted = (spent <= budget * (1 + 1e-12)).sum(axis=1)  # cumulative energy is increasing
-        has = fitted > 0
-        best = best_so_far[has, fitted[has] - 1]
+        best = best_so_far[np.arange(sequences), fitted]
         best = best if mode == "max" else -best
         rows.append({
             "budget_kwh": budget,
-            "expected_best": float(best.mean()) if has.any() else np.nan,
-            "std": float(best.std()) if has.any() else np.nan,
-            "p_result": float(has.mean()),
+            "expected_best": float(best.mean()),
+            "std": float(best.std()),
+            "p_result": float((fitted > 0).mean()),
             "mean_trials": float(fitted.mean()),
         })
     return pd.DataFrame(rows)
@@ -106,7 +123,9 @@ def budget_curves(result: TuneResult) -> tuple[pd.DataFrame, pd.DataFrame]:
     low = max(float(energy.min()), 1e-300)
     high = max(spent, float(energy.max()))
     budgets = np.geomspace(low, high, BUDGET_POINTS) if high > low else np.array([low])
-    return curve_by_energy(metric, energy, budgets, result.mode), curve_by_trials(metric, result.mode)
+    by_energy = curve_by_energy(metric, energy, budgets, result.mode)
+    by_energy = by_energy[by_energy["p_result"] >= MIN_RESULT_SHARE].reset_index(drop=True)
+    return by_energy, curve_by_trials(metric, result.mode)
 
 
 def best_so_far(result: TuneResult) -> pd.DataFrame:
@@ -140,19 +159,27 @@ def budget_figure(result: TuneResult, by_energy: pd.DataFrame, by_trials: pd.Dat
         return ((frame["expected_best"] - frame["std"]).clip(lowest, highest),
                 (frame["expected_best"] + frame["std"]).clip(lowest, highest))
 
-    shown = by_energy[by_energy["p_result"] >= 0.5]
-    left.plot(shown["budget_kwh"], shown["expected_best"], color="#1f77b4", label="expected best, random draws")
-    left.fill_between(shown["budget_kwh"], *band(shown), color="#1f77b4", alpha=0.2, label="+/- 1 std")
+    left.plot(by_energy["budget_kwh"], by_energy["expected_best"], color="#1f77b4",
+              label="expected best, random draws (no result = worst trial)")
+    left.fill_between(by_energy["budget_kwh"], *band(by_energy), color="#1f77b4", alpha=0.2, label="+/- 1 std")
     own = best_so_far(result).dropna()
     if not own.empty:
         left.step(own["cumulative_kwh"], own["best"], where="post", color="#ff7f0e", label="this study, best so far")
+    share = left.twinx()
+    share.plot(by_energy["budget_kwh"], by_energy["p_result"], color="#7f7f7f", ls=":", lw=1,
+               label="share of draws with a result (right axis)")
+    share.set_ylim(0, 1.05)
+    share.set_ylabel("share of draws with a result", fontsize=7, color="#7f7f7f")
+    share.tick_params(axis="y", labelsize=7, colors="#7f7f7f")
     if len(by_energy) > 1 and by_energy["budget_kwh"].max() / by_energy["budget_kwh"].min() > 10:
         left.set_xscale("log")
         left.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide on short spans
     left.set_xlabel("energy budget (kWh of trials)")
     left.set_ylabel(f"expected best {result.metric}")
-    left.set_title("budget curve by energy (Monte Carlo)")
-    left.legend(fontsize=7, loc="lower right")
+    left.set_title(f"budget curve by energy (Monte Carlo; budgets where >= {MIN_RESULT_SHARE:.0%} of draws have a result)",
+                   fontsize=8)
+    handles = left.get_legend_handles_labels()[0] + share.get_legend_handles_labels()[0]
+    left.legend(handles=handles, fontsize=6.5, loc="lower right")
     right.plot(by_trials["n_trials"], by_trials["expected_best"], color="#2ca02c", marker=".")
     right.fill_between(by_trials["n_trials"], *band(by_trials), color="#2ca02c", alpha=0.2)
     right.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -28,11 +28,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("tuner")
 
 
-def build_report(result: TuneResult, directory: str | Path, searcher: Any = None) -> dict[str, Path]:
+def build_report(result: TuneResult, directory: str | Path) -> dict[str, Path]:
     """Write the report's files into ``directory``; returns them by name, ``report`` last.
 
-    ``searcher`` is the study's searcher (its Ax surrogate gives ``bo`` studies their
-    sensitivity); ``None`` uses ``result.searcher``, else a surrogate on the trials table.
+    Everything is computed from ``result`` (its trials table, totals and config) with fixed
+    seeds, so a report rebuilt from disk or MLflow matches the one the study wrote.
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,14 +65,12 @@ def build_report(result: TuneResult, directory: str | Path, searcher: Any = None
     tag = price_tag(result)
     files["price_tag"] = _write_json(out / "price_tag.json", tag.as_dict())
 
-    found: Sensitivity | None = attempt("sensitivity", lambda: sensitivity(result, searcher))
+    found: Sensitivity | None = attempt("sensitivity", lambda: sensitivity(result))
     if found is not None:
-        if found.table.empty:
-            notes["sensitivity"] = found.note
-        else:
-            found.table.assign(method=found.method).to_csv(out / "sensitivity.csv", index=False)
-            files["sensitivity_csv"] = out / "sensitivity.csv"
-            files["sensitivity_png"] = _save(sensitivity_figure(found, result.metric), out / "sensitivity.png")
+        # Written even without indices: the file and the figure then say why (the gate).
+        found.frame().to_csv(out / "sensitivity.csv", index=False)
+        files["sensitivity_csv"] = out / "sensitivity.csv"
+        files["sensitivity_png"] = _save(sensitivity_figure(found, result.metric), out / "sensitivity.png")
 
     def curves() -> None:
         by_energy, by_trials = budget_curves(result)
@@ -99,7 +97,7 @@ def build_report(result: TuneResult, directory: str | Path, searcher: Any = None
 
 
 def _save(figure: Any, path: Path) -> Path:
-    figure.savefig(path)
+    figure.savefig(path, bbox_inches="tight")  # no label cut off at the edge
     return path
 
 

@@ -36,6 +36,35 @@ def _table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, border=0, float_format=lambda v: f"{v:.4g}", na_rep="")
 
 
+def _sensitivity_section(found: Sensitivity, artifacts: dict[str, Path]) -> str:
+    """The gate for each objective (trials, cross-validated R^2, passed or why not), the
+    figure, and the indices with their 95 % intervals."""
+    from tuner.reporting.sensitivity import R2_THRESHOLD
+
+    esc = html.escape
+    parts = []
+    if found.note:
+        parts.append(f"<p>No indices: {esc(found.note)}.</p>")
+    else:
+        parts.append(f"<p class='method'>Method: {esc(found.method)}.</p>")
+    gate = pd.DataFrame([{"objective": c.objective, "completed trials": c.n_trials,
+                          "CV R^2": c.cv_r2, f"needed R^2 >= {R2_THRESHOLD:g}": c.label}
+                         for c in found.checks.values()])
+    if not gate.empty:
+        parts.append(_table(gate))
+    if "sensitivity_png" in artifacts:
+        parts.append(_image(artifacts["sensitivity_png"]))
+    if not found.table.empty:
+        table = found.table.copy()
+        for name in ("first_order", "total_order"):
+            table[name] = [f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in
+                           zip(table[name], table[f"{name}_low"], table[f"{name}_high"], strict=True)]
+        parts.append(_table(table[["objective", "parameter", "first_order", "total_order", "direction"]]
+                            .rename(columns={"first_order": "first order, median [95 % interval]",
+                                             "total_order": "total, median [95 % interval]"})))
+    return "\n".join(parts)
+
+
 def render_report(result: TuneResult, artifacts: dict[str, Path], tag: PriceTag, found: Sensitivity | None,
                   notes: dict[str, str], path: Path) -> Path:
     """Write the page; ``artifacts`` maps a short name to a file in the same directory."""
@@ -78,24 +107,28 @@ def render_report(result: TuneResult, artifacts: dict[str, Path], tag: PriceTag,
             parts.append(f"<p>{label} not drawn: {esc(notes.get(key, 'unavailable'))}</p>")
 
     parts.append("<h2>Hyperparameter sensitivity</h2>")
-    if found is not None and not found.table.empty:
-        parts.append(f"<p class='method'>Method: {esc(found.method)}.</p>")
-        parts.append(_image(artifacts["sensitivity_png"]))
-        parts.append(_table(found.table))
+    if found is None:
+        parts.append(f"<p>Not computed: {esc(notes.get('sensitivity', 'unavailable'))}</p>")
     else:
-        parts.append(f"<p>Not computed: {esc(notes.get('sensitivity', found.note if found else 'unavailable'))}</p>")
+        parts.append(_sensitivity_section(found, artifacts))
 
     parts.append("<h2>Budget curve</h2>")
     if "budget_curve_png" in artifacts:
         parts.append("<p class='method'>Expected best metric of random draws from the completed trials, "
                      "by number of trials (Dodge et al. 2019, closed form) and by energy budget (same draws, "
-                     "stopped by cumulative kWh; Monte Carlo). See tuner/reporting/budget_curve.py.</p>")
+                     "stopped by cumulative kWh; Monte Carlo over all draws, a draw that finished no trial "
+                     "within the budget scoring the worst completed trial, so the curve never falls with "
+                     "more budget; the share of draws with a result is drawn beside it, and budgets where "
+                     "it is below one half are left out). See tuner/reporting/budget_curve.py.</p>")
         parts.append(_image(artifacts["budget_curve_png"]))
     else:
         parts.append(f"<p>Not computed: {esc(notes.get('budget_curve', 'no completed trials'))}</p>")
 
     parts.append("<h2>Progress</h2>")
     if "progress_png" in artifacts:
+        parts.append("<p class='method'>Absolute hypervolume of the front so far (metric gain x decades of "
+                     "kWh below the reference point stated on the plot; see tuner/reporting/progress.py). "
+                     "Studies are comparable only when they share a reference point.</p>")
         parts.append(_image(artifacts["progress_png"]))
     else:
         parts.append(f"<p>Not computed: {esc(notes.get('progress', 'unavailable'))}</p>")

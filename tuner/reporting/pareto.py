@@ -93,6 +93,31 @@ def pareto_matplotlib(result: TuneResult) -> Figure:
     trials, strip = _placed(result)
     fig = Figure(figsize=(7.5, 4.8), dpi=110)
     ax = fig.subplots()
+    if not trials["_has_metric"].any():
+        # Nothing to plot against the metric: say so on a plain 0-1 axis (the "no metric"
+        # strip alone would set a y range of a few hundredths around -0.08), and still
+        # show what each trial cost.
+        counts = ", ".join(f"{n} {status_style(s)[0]}" for s, n in trials["status"].value_counts().items())
+        ax.text(0.5, 0.6, f"no completed trial: nothing to plot against {result.metric}\n"
+                + (f"({len(trials)} trials: {counts})" if len(trials) else "(no trials)"),
+                ha="center", va="center", transform=ax.transAxes, fontsize=10)
+        ax.set_ylim(0, 1)
+        ax.set_yticks([])
+        if len(trials) and trials[ENERGY_METRIC].notna().any():
+            for status, group in trials.groupby("status", sort=False):
+                label, color, _, marker = status_style(status)
+                ax.scatter(group[ENERGY_METRIC], np.full(len(group), 0.15), c=color, marker=marker, s=30,
+                           label=f"{label} ({len(group)}), no metric")
+            if log_energy_axis(result):
+                ax.set_xscale("log")
+            ax.legend(loc="lower right", fontsize=7)
+            ax.set_xlabel("energy per trial (kWh)")
+        else:
+            ax.set_xticks([])
+        ax.set_ylabel(result.metric)
+        ax.set_title(f"{result.metric} vs energy per trial ({len(trials)} trials)")
+        fig.tight_layout()
+        return fig
     for status, group in trials.groupby("status", sort=False):
         label, color, _, marker = status_style(status)
         ax.scatter(group[ENERGY_METRIC], group["_y"], c=color, marker=marker, s=30,
@@ -104,6 +129,8 @@ def pareto_matplotlib(result: TuneResult) -> Figure:
         if knee is not None:
             ax.scatter([knee[ENERGY_METRIC]], [knee[result.metric]], marker="*", s=300, c="#ff7f0e",
                        edgecolors="black", linewidths=0.6, label=f"knee (trial {knee['trial_id']})", zorder=5)
+    else:
+        ax.text(0.5, 0.98, "no completed trial: no front", ha="center", va="top", transform=ax.transAxes, fontsize=9)
     if strip is not None:
         ax.axhline(strip, color="#d62728", ls=":", lw=0.8)
         ax.annotate("no metric", (1, strip), xycoords=("axes fraction", "data"), ha="right",
@@ -124,6 +151,6 @@ def pareto_html(result: TuneResult, path: Path) -> Path:
 
 
 def pareto_png(result: TuneResult, path: Path) -> Path:
-    """Write the matplotlib picture (no browser needed, unlike plotly's static export)."""
-    pareto_matplotlib(result).savefig(path)
+    """Write the matplotlib figure; ``bbox_inches="tight"`` so no label is cut at the edge."""
+    pareto_matplotlib(result).savefig(path, bbox_inches="tight")
     return path

@@ -3,8 +3,9 @@
 Money and CO2 are charged on the facility energy (total kWh x PUE), which is what the
 building drew. CO2 comes from measured figures when the study has them (a
 ``TuneResult.co2_kg`` total, else a ``co2_kg`` column on every trial, with the overhead at
-the fallback intensity) and otherwise from ``report.co2_kg_per_kwh``; ``co2_source``
-says which.
+the fallback intensity) and otherwise from the fallback intensity: ``report.co2_kg_per_kwh``
+when set, else the static carbon provider's world average (:func:`fallback_intensity`);
+``co2_source`` says which.
 
 The grid estimate fits ``log(kWh)`` of the completed trials linearly on the parameters
 (ranges on their search scale, choices one-hot; ridge with the penalty chosen by
@@ -138,17 +139,32 @@ def price_tag(result: TuneResult) -> PriceTag:
     )
 
 
+def fallback_intensity(settings: ReportSettings) -> tuple[float, str]:
+    """(kg CO2/kWh, where it comes from) for energy with no measured CO2.
+
+    ``report.co2_kg_per_kwh`` when set, else the static carbon provider's world average:
+    one figure for the report and the carbon accounting, kept in ``tuner.carbon.static``.
+    """
+    if settings.co2_kg_per_kwh is not None:
+        return float(settings.co2_kg_per_kwh), "configured intensity"
+    from tuner.carbon.static import annual_intensity
+
+    g_per_kwh, source, _ = annual_intensity(None)
+    return g_per_kwh / 1000.0, source
+
+
 def _co2(result: TuneResult, settings: ReportSettings, trials: pd.DataFrame) -> tuple[float, str]:
     measured_total = result.co2_kg
     if measured_total is not None and math.isfinite(float(measured_total)):
         provider = result.carbon.get("carbon_provider", "the study's provider")
         return float(measured_total), f"the study's carbon accounting ({provider})"
+    intensity, source = fallback_intensity(settings)
     if "co2_kg" in trials and trials["co2_kg"].notna().all() and len(trials):
-        overhead = result.overhead_kwh * result.pue * settings.co2_kg_per_kwh
+        overhead = result.overhead_kwh * result.pue * intensity
         return (float(trials["co2_kg"].sum()) + overhead,
-                f"trials' co2_kg, plus the overhead at {settings.co2_kg_per_kwh:g} kg/kWh")
-    return (result.total_energy_kwh * result.pue * settings.co2_kg_per_kwh,
-            f"facility kWh x {settings.co2_kg_per_kwh:g} kg CO2/kWh (configured intensity, not measured)")
+                f"trials' co2_kg, plus the overhead at {intensity:g} kg/kWh ({source})")
+    return (result.total_energy_kwh * result.pue * intensity,
+            f"facility kWh x {intensity:g} kg CO2/kWh ({source}; not measured)")
 
 
 def grid_estimate(result: TuneResult) -> GridEstimate:

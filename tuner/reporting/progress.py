@@ -1,11 +1,20 @@
-"""How fast the study's front improved per kWh: hypervolume against cumulative energy.
+"""How fast the study's front improved per kWh: absolute hypervolume against cumulative energy.
 
 Trials are taken in the trials table's row order (the order they started) and charged
 their recorded energy, failed and stopped ones included: they were paid for too. The
-tuner's overhead is not spread over trials. The hypervolume is computed (:func:`tuner.pareto.hypervolume`) in a normalised space: the metric scaled linearly and ``log10(kWh)``
-(the same log scale as the knee) to [0, 1] over all completed trials, best = 1, with
-the reference point 10 % beyond the worst of both; it is divided by its largest
-possible value (1.1^2), so 1.0 would be one trial best in both objectives.
+tuner's overhead is not spread over trials.
+
+The hypervolume is absolute, measured from the study's fixed reference point
+(:func:`tuner.pareto.reference_point`: ``config.reference_point``, else the budget in
+kWh and, for an accuracy-like metric, 0), not rescaled to the study's own trials. It is
+the area the front dominates in (metric gain over the reference) x (decades of kWh below
+the reference, ``log10(reference kWh / kWh)``), so a 10x saving counts the same at any
+scale, as it does for the knee and for ``bo``'s own hypervolume. Its unit is "metric x
+decades". Rescaling per study, as this plot once did, made every study end near 1: a
+random search with a poor front looked as good as a ``bo`` study with a better one.
+Studies are comparable only when they share a reference point; set
+``reference_point`` in their configs to compare studies whose default differs (a metric
+outside [0, 1], or a different budget).
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from tuner.config import ENERGY_METRIC
-from tuner.pareto import hypervolume
+from tuner.pareto import configured_reference, hypervolume, reference_point
 from tuner.study.record import TrialStatus
 
 if TYPE_CHECKING:
@@ -24,48 +33,54 @@ if TYPE_CHECKING:
 
     from tuner.result import TuneResult
 
-REFERENCE_MARGIN = 0.1
-
 
 def hypervolume_progress(result: TuneResult) -> pd.DataFrame:
-    """One row per trial: cumulative kWh, and the normalised hypervolume of the front so far."""
+    """One row per trial: cumulative kWh, and the absolute hypervolume of the front so far.
+
+    ``reference_metric`` and ``reference_kwh`` repeat the reference on every row, so the
+    CSV says what its numbers are measured from.
+    """
     trials = result.trials
+    metric_ref, energy_ref = reference_point(result)
     spent = trials[ENERGY_METRIC].fillna(0).cumsum().to_numpy(float)
     ok = ((trials["status"] == TrialStatus.COMPLETED) & trials[result.metric].notna()
           & (trials[ENERGY_METRIC] > 0)).to_numpy()
-    points = np.full((len(trials), 2), np.nan)
-    if ok.any():
-        goodness = trials[result.metric].to_numpy(float) * (1 if result.mode == "max" else -1)
-        saving = -np.log10(np.where(ok, trials[ENERGY_METRIC].to_numpy(float), 1.0))
-        points[:, 0] = _unit(goodness, ok)
-        points[:, 1] = _unit(saving, ok)
-    volumes = [_hypervolume(points[: i + 1][ok[: i + 1]]) for i in range(len(trials))]
+    points = hypervolume_space(trials[result.metric].to_numpy(float), trials[ENERGY_METRIC].to_numpy(float),
+                               result.mode, (metric_ref, energy_ref))
+    volumes = [hypervolume(points[: i + 1][ok[: i + 1]], np.zeros(2)) if np.isfinite(metric_ref) else 0.0
+               for i in range(len(trials))]
     return pd.DataFrame({
         "trial_id": trials["trial_id"].to_numpy(),
         "status": trials["status"].to_numpy(),
         "cumulative_kwh": spent,
         "hypervolume": volumes,
+        "reference_metric": metric_ref,
+        "reference_kwh": energy_ref,
     })
 
 
-def _unit(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    low, high = values[mask].min(), values[mask].max()
-    return (values - low) / (high - low) if high > low else np.ones_like(values)
-
-
-def _hypervolume(points: np.ndarray) -> float:
-    reference = np.full(2, -REFERENCE_MARGIN)
-    return hypervolume(points, reference) / (1 + REFERENCE_MARGIN) ** 2
+def hypervolume_space(metric: np.ndarray, energy: np.ndarray, mode: str,
+                      reference: tuple[float, float]) -> np.ndarray:
+    """(metric gain over the reference, decades of kWh below it): both maximised, the
+    reference at the origin. Trials with no positive energy get ``nan`` (no log)."""
+    metric_ref, energy_ref = reference
+    gain = (np.asarray(metric, float) - metric_ref) * (1.0 if mode == "max" else -1.0)
+    energy = np.asarray(energy, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        saving = np.where(energy > 0, np.log10(energy_ref / np.where(energy > 0, energy, 1.0)), np.nan)
+    return np.column_stack([gain, saving])
 
 
 def progress_figure(result: TuneResult, progress: pd.DataFrame) -> Figure:
     """Hypervolume of the front so far (step line) against cumulative trial kWh."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7, 4.2), dpi=110)
+    fig = Figure(figsize=(7, 4.4), dpi=110)
     ax = fig.subplots()
     if progress.empty:
         ax.text(0.5, 0.5, "no trials", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xticks([])
+        ax.set_yticks([])
         return fig
     ax.step(progress["cumulative_kwh"], progress["hypervolume"], where="post", color="#1f77b4")
     for status, marker, color in ((TrialStatus.COMPLETED, "o", "#1f77b4"), (TrialStatus.FAILED, "x", "#d62728")):
@@ -73,11 +88,16 @@ def progress_figure(result: TuneResult, progress: pd.DataFrame) -> Figure:
         ax.scatter(rows["cumulative_kwh"], rows["hypervolume"], marker=marker, color=color, s=18, label=status)
     stopped = progress[progress["status"].isin([TrialStatus.STOPPED, TrialStatus.STOPPED_BY_BUDGET, TrialStatus.INTERRUPTED])]
     ax.scatter(stopped["cumulative_kwh"], stopped["hypervolume"], marker="D", color="#7f7f7f", s=18, label="stopped")
+    metric_ref, energy_ref = progress["reference_metric"].iloc[0], progress["reference_kwh"].iloc[0]
+    configured = ["config" if value is not None else "default" for value in configured_reference(result)]
     ax.set_xlabel("cumulative trial energy (kWh)")
-    ax.set_ylabel("normalised hypervolume of the front so far")
-    ax.set_ylim(0, 1.02)
+    ax.set_ylabel(f"hypervolume ({result.metric} x decades of kWh)")
+    ax.set_ylim(bottom=0)
     ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
-    ax.set_title(f"{result.metric} x energy front: progress per kWh")
+    ax.set_title(f"{result.metric} x energy front: progress per kWh\n", fontsize=10)
+    ax.text(0.5, 1.01, f"reference point: {result.metric} = {metric_ref:.4g} ({configured[0]}), "
+            f"energy = {energy_ref:.4g} kWh ({configured[1]}); studies are comparable only with the same reference",
+            transform=ax.transAxes, ha="center", va="bottom", fontsize=7, color="#444444")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig

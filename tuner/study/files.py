@@ -114,8 +114,9 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 def read_trials_csv(path: Path | str) -> pd.DataFrame:
     """``trials.csv`` with its id columns as text: a Ray trial id such as ``5e123456`` would
-    otherwise be read as a number (here, infinity)."""
-    return pd.read_csv(path, dtype={"trial_id": str, "mlflow_run_id": str})
+    otherwise be read as a number (here, infinity). Floats are parsed to the exact value
+    written, so a report rebuilt from the file computes on the live study's numbers."""
+    return pd.read_csv(path, dtype={"trial_id": str, "mlflow_run_id": str}, float_precision="round_trip")
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -119,13 +119,12 @@ class EnergyLedger:
         changes["energy_timeline"] = tuple(timeline)
         changes["info"] = {**record.info, **{k: v + info_base.get(k, 0.0) if _additive(k, v) else v
                                              for k, v in report.info.items()}}
-        metrics = dict(record.metrics)
-        if self.metric in report.metrics:
-            metrics[self.metric] = report.metrics[self.metric]
+        # Every metric as last reported, heartbeats included: a trial that early stopping
+        # or the budget ends never sends a final report, and its row must still show the
+        # epoch (or step, or loss) it got to, as its MLflow history does.
+        changes["metrics"] = {**record.metrics, **report.metrics}
         if report.final:
-            metrics.update(report.metrics)
             changes.update(ended_at=now, error=report.error)
-        changes["metrics"] = metrics
         if report.n_reports is not None:
             changes["n_reports"] = report.n_reports
         if not (record.status is TrialStatus.PAUSED and report.status is TrialStatus.RUNNING):
