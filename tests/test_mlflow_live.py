@@ -121,3 +121,20 @@ def test_a_running_trial_is_in_mlflow_with_one_point_per_report(ray_session, tmp
         assert start_ms <= stamps[0] and end_ms >= stamps[-1]
         assert end_ms - start_ms >= 500
         assert abs(end_ms / 1000 - record["ended_at"]) < 0.01
+
+        # the parent run ranks studies: every config field as a param, and a summary
+        parent = _rest(server.uri, f"runs/get?run_id={result.mlflow_run_id}")["run"]
+        params = {p["key"]: p["value"] for p in parent["data"]["params"]}
+        assert params["early_stopping"] == "none" and params["initial_trials"] and params["strategy"] == "random"
+        assert json.loads(params["search_space.x"]) == {"type": "float", "low": 0.0, "high": 1.0, "log": False}
+        metrics = {m["key"]: m["value"] for m in parent["data"]["metrics"]}
+        assert metrics["best_accuracy"] == metrics["knee_accuracy"] == pytest.approx(0.3)
+        assert metrics["n_completed"] == 1 and metrics["n_failed"] == 0 and metrics["n_stopped"] == 0
+        # the reference point: 0 for an accuracy, the budget for energy, stored with the study
+        assert metrics["hv_reference_metric"] == 0.0 and metrics["hv_reference_kwh"] == 1.0
+        import math
+
+        kwh = result.trials["energy_kwh"].iloc[0]
+        assert metrics["hypervolume"] == pytest.approx(0.3 * math.log10(1.0 / kwh), rel=1e-6)
+        stored = json.loads((out / "study.json").read_text())["config"]["reference_point"]
+        assert stored == {"metric": 0.0, "energy_kwh": 1.0}

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tuner.study.record import ENERGY_METRIC
+
 if TYPE_CHECKING:
     from tuner.result import TuneResult
 
@@ -45,6 +47,30 @@ def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
             area += (x - reference[0]) * (y - floor)
             floor = y
     return float(area)
+
+
+def hypervolume_space(metric: np.ndarray, energy: np.ndarray, mode: str,
+                      reference: tuple[float, float]) -> np.ndarray:
+    """(metric gain over the reference, decades of kWh below it): both maximised, the
+    reference at the origin. Trials with no positive energy get ``nan`` (no log)."""
+    metric_ref, energy_ref = reference
+    gain = (np.asarray(metric, float) - metric_ref) * (1.0 if mode == "max" else -1.0)
+    energy = np.asarray(energy, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        saving = np.where(energy > 0, np.log10(energy_ref / np.where(energy > 0, energy, 1.0)), np.nan)
+    return np.column_stack([gain, saving])
+
+
+def study_hypervolume(result: TuneResult) -> float:
+    """The hypervolume of the study's completed trials from :func:`reference_point`, in the
+    space of :func:`hypervolume_space`; ``nan`` when the reference has no metric yet."""
+    metric_ref, energy_ref = reference_point(result)
+    done = result.completed
+    if not math.isfinite(metric_ref) or done.empty:
+        return math.nan if not math.isfinite(metric_ref) else 0.0
+    points = hypervolume_space(done[result.metric].to_numpy(float), done[ENERGY_METRIC].to_numpy(float),
+                               result.mode, (metric_ref, energy_ref))
+    return hypervolume(points[np.isfinite(points).all(axis=1)], np.zeros(2))
 
 
 def reference_point(result: TuneResult) -> tuple[float, float]:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from tuner.config import ENERGY_METRIC
-from tuner.pareto import configured_reference, hypervolume, reference_point
+from tuner.pareto import configured_reference, hypervolume, hypervolume_space, reference_point
 from tuner.study.record import TrialStatus
 
 if TYPE_CHECKING:
@@ -57,18 +57,6 @@ def hypervolume_progress(result: TuneResult) -> pd.DataFrame:
         "reference_metric": metric_ref,
         "reference_kwh": energy_ref,
     })
-
-
-def hypervolume_space(metric: np.ndarray, energy: np.ndarray, mode: str,
-                      reference: tuple[float, float]) -> np.ndarray:
-    """(metric gain over the reference, decades of kWh below it): both maximised, the
-    reference at the origin. Trials with no positive energy get ``nan`` (no log)."""
-    metric_ref, energy_ref = reference
-    gain = (np.asarray(metric, float) - metric_ref) * (1.0 if mode == "max" else -1.0)
-    energy = np.asarray(energy, float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        saving = np.where(energy > 0, np.log10(energy_ref / np.where(energy > 0, energy, 1.0)), np.nan)
-    return np.column_stack([gain, saving])
 
 
 def progress_figure(result: TuneResult, progress: pd.DataFrame) -> Figure:

@@ -9,6 +9,7 @@ study whose driver died. :meth:`Study.run` runs the trials on Ray Tune and retur
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import time
@@ -131,6 +132,7 @@ class Study:
             state = {"name": cfg.study_name, "mlflow_run_id": run_id, "tracking_uri": cfg.tracking_uri,
                      "started_at": time.time(), "resumes": 0, "config": config_dump(cfg)}
         else:
+            cfg = _with_stored_reference(cfg, previous)
             state = {**previous, "resumes": int(previous.get("resumes") or 0) + 1, "resumed_at": time.time()}
             tracker.resume_study(previous["mlflow_run_id"], state["resumes"])
         files.write_state(state)
@@ -248,6 +250,9 @@ class Study:
         })
         result = TuneResult.from_state(self.table(), self.config, self.state, output_dir=files.directory,
                                        searcher=self.searcher)
+        if self._freeze_reference_point(result):
+            result = TuneResult.from_state(self.table(), self.config, self.state, output_dir=files.directory,
+                                           searcher=self.searcher)
         try:
             files.write_trials(result.trials)
         except OutputWriteError as exc:  # a full disk: MLflow still gets the study's totals
@@ -272,6 +277,25 @@ class Study:
         self.tracker.finish_study(result, artifacts)
         self._book_late_run_ids(result)
         return result
+
+    def _freeze_reference_point(self, result: TuneResult) -> bool:
+        """Store the hypervolume's reference point with the study the first time it is known,
+        so that a resumed study and a rebuilt report measure from the same corner."""
+        from tuner.config import ReferencePoint
+        from tuner.pareto import reference_point
+
+        current = self.config.reference_point
+        if current.metric is not None and current.energy_kwh is not None:
+            return False
+        metric, energy = reference_point(result)
+        frozen = ReferencePoint(metric=current.metric if current.metric is not None else
+                                (metric if math.isfinite(metric) else None),
+                                energy_kwh=current.energy_kwh if current.energy_kwh is not None else energy)
+        if frozen == current:
+            return False
+        self.config = self.config.model_copy(update={"reference_point": frozen})
+        self.state["config"] = config_dump(self.config)
+        return True
 
     def _book_late_run_ids(self, result: TuneResult) -> None:
         """Queued trials MLflow took only at the end: name their child runs in the files too."""
@@ -327,6 +351,17 @@ def _previous_study(cfg: StudyConfig, files: StudyFiles, resume: bool) -> dict[s
             "a resumed study must search the same space for the same objective"
         )
     return state
+
+
+def _with_stored_reference(cfg: StudyConfig, previous: dict[str, Any]) -> StudyConfig:
+    """A resumed study measures its hypervolume from the reference point it stored."""
+    from tuner.config import ReferencePoint
+
+    stored = (previous.get("config") or {}).get("reference_point") or {}
+    current = cfg.reference_point
+    merged = ReferencePoint(metric=current.metric if current.metric is not None else stored.get("metric"),
+                            energy_kwh=current.energy_kwh if current.energy_kwh is not None else stored.get("energy_kwh"))
+    return cfg if merged == current else cfg.model_copy(update={"reference_point": merged})
 
 
 def _restore_books(ledger: EnergyLedger, searcher: Any, files: StudyFiles) -> list[TrialRecord]:

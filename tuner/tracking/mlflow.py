@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuner.config import ENERGY_METRIC, config_dump
 from tuner.energy import J_PER_KWH
+from tuner.pareto import reference_point, study_hypervolume
 from tuner.redact import redact, redact_obj
 from tuner.study.record import TrialRecord, TrialStatus
 
@@ -180,8 +181,8 @@ class StudyTracker:
 
 def study_metrics(result: TuneResult) -> dict[str, float]:
     """The parent run's summary, by which MLflow's compare view ranks studies: the best and
-    the knee trial, energy totals, and trial counts by status (zeros included, so every
-    study has every column)."""
+    the knee trial, the hypervolume and the reference point it is measured from, energy
+    totals, and trial counts by status (zeros included, so every study has every column)."""
     counts = result.trials["status"].value_counts().to_dict() if not result.trials.empty else {}
     metrics = {
         "total_energy_kwh": result.total_energy_kwh,
@@ -196,6 +197,9 @@ def study_metrics(result: TuneResult) -> dict[str, float]:
         if row is not None:
             metrics[f"{label}_{result.metric}"] = float(row[result.metric])
             metrics[f"{label}_{ENERGY_METRIC}"] = float(row[ENERGY_METRIC])
+    reference_metric, reference_kwh = reference_point(result)
+    metrics.update(hypervolume=study_hypervolume(result), hv_reference_metric=reference_metric,
+                   hv_reference_kwh=reference_kwh)
     return metrics
 
 
