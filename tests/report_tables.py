@@ -15,7 +15,9 @@ SPACE = {
     "epochs": {"type": "int", "low": 1, "high": 20},
     "width": {"type": "int", "low": 16, "high": 256, "log": True},
     "optimizer": {"type": "choice", "values": ["adam", "sgd"]},
+    "threads": {"type": "fixed", "value": 1},  # a constant, as in the quickstart: no axis of its own
 }
+TUNABLE = {name: spec for name, spec in SPACE.items() if spec["type"] != "fixed"}
 
 
 def never_called(params: dict) -> dict:
@@ -48,7 +50,7 @@ def synthetic_result(n: int = 40, seed: int = 0, accuracy_sign: float = 1.0, noi
         status[i] = "stopped_by_budget"
     frame = pd.DataFrame({
         "trial_id": [f"t{i:03d}" for i in range(n)], "status": status,
-        "lr": lr, "epochs": epochs, "width": width, "optimizer": optimizer,
+        "lr": lr, "epochs": epochs, "width": width, "optimizer": optimizer, "threads": 1,
         "accuracy": accuracy, "energy_kwh": energy, "energy_source": "cpu-time-estimate",
         "duration_s": epochs * 3.0, "error": None,
     })

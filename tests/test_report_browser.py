@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pytest
 
-from tests.report_tables import SPACE, synthetic_result
+from tests.report_tables import SPACE, TUNABLE, synthetic_result
 from tuner.config import config_dump
 from tuner.reporting import build_report
 from tuner.reporting.load import load_from_dir
@@ -150,11 +150,11 @@ def test_slices_page_draws_each_parameter_against_both_objectives_offline(study,
     offline.assert_clean()
     with_metric = int(result.trials["accuracy"].notna().sum())
     # Per parameter: every trial with a metric on the left, every trial on the right.
-    assert drawn["points"] == len(SPACE) * (with_metric + len(result.trials))
+    assert drawn["points"] == len(TUNABLE) * (with_metric + len(result.trials))  # no row for a fixed one
     assert sorted(drawn["legend"]) == ["completed", "failed", "stopped by budget"]
     assert "2 failed without accuracy" in drawn["title"]
     # The choice is drawn as categories, in the declared order; lr on a log axis.
-    optimizer_row = 2 * list(SPACE).index("optimizer") + 1
+    optimizer_row = 2 * list(TUNABLE).index("optimizer") + 1
     ticks = page.eval_on_selector_all(f"g.x{optimizer_row}tick text", "els => els.map(e => e.textContent)")
     assert ticks == SPACE["optimizer"]["values"]
     assert page.evaluate("() => document.querySelector('.js-plotly-plot')._fullLayout.xaxis.type") == "log"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.report_tables import SPACE, synthetic_result
+from tests.report_tables import SPACE, TUNABLE, synthetic_result
 from tuner.reporting import build_report
 from tuner.reporting.parallel import parallel_figure
 from tuner.reporting.slices import slices_figure
@@ -58,7 +58,7 @@ def test_slices_put_each_parameter_on_its_own_axis_type():
     fig = slices_figure(result)
     layout = fig.layout
     # Rows follow the search space; two columns: metric, then energy.
-    for row, (name, param) in enumerate(SPACE.items()):
+    for row, (name, param) in enumerate(TUNABLE.items()):
         for col in (1, 2):
             axis = layout[f"xaxis{2 * row + col if 2 * row + col > 1 else ''}"]
             if param["type"] == "choice":

@@ -70,7 +70,7 @@ def parallel_figure(result: TuneResult) -> go.Figure:
     if result.config is None:
         raise ValueError("the result carries no config, so no search space to draw")
     done = result.completed
-    space = result.config.search_space
+    space = result.config.tunable
     dimensions = [_parameter(name, param, done[name]) for name, param in space.items()]
     dimensions += [{"label": result.metric, "values": done[result.metric].astype(float).to_numpy()},
                    _energy(done[ENERGY_METRIC])]

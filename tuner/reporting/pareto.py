@@ -43,6 +43,7 @@ def _placed(result: TuneResult) -> tuple[pd.DataFrame, float | None]:
         span = (high - low) or 1.0
         strip = float(low - 0.08 * span) if result.mode == "max" else float(high + 0.08 * span)
     trials["_y"] = np.where(has, trials[result.metric] if result.metric in trials else np.nan, strip)
+    trials["_has_metric"] = has
     return trials, strip
 
 

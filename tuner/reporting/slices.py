@@ -64,7 +64,7 @@ def slices_figure(result: TuneResult) -> go.Figure:
         raise ValueError(reason)
     if result.config is None:
         raise ValueError("the result carries no config, so no search space to draw")
-    space = result.config.search_space
+    space = result.config.tunable
     trials = result.trials
     has_metric = trials[result.metric].notna() if result.metric in trials else pd.Series(False, index=trials.index)
     better = "higher" if result.mode == "max" else "lower"
