@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
+
 import pytest
 from ray.tune.search import Searcher
 
@@ -125,3 +128,56 @@ def test_gate_stops_at_max_trials():
     assert isinstance(gate.suggest("a"), dict) and isinstance(gate.suggest("b"), dict)
     assert gate.suggest("c") == Searcher.FINISHED
     assert gate.finish_reason == "max_trials reached"
+
+
+# --------------------------------------------------------------------------- fail fast
+
+
+def _end(ledger, trial_id, status, at, error=None):
+    """Book a final report, then date its end (the order trials ended in is what counts)."""
+    extra = {"greentune_error": error} if error else {"accuracy": 0.5}
+    ledger.observe(trial_id, _beat(0.01, status, **extra))
+    ledger._records[trial_id] = dataclasses.replace(ledger.records[trial_id], ended_at=at)
+
+
+def test_failure_streak_counts_failures_since_the_last_trial_that_did_not_fail():
+    ledger = _ledger()
+    assert ledger.failure_streak() == []
+    _end(ledger, "a", "failed", 1.0, "objective raised TypeError: boom\nTraceback ...")
+    _end(ledger, "b", "completed", 2.0)
+    _end(ledger, "d", "failed", 4.0, "objective raised KeyError: 'x'\nTraceback ...")
+    _end(ledger, "c", "failed", 3.0, "objective raised KeyError: 'x'\nTraceback ...")  # started later, ended first
+    ledger.start("e", {})  # still running: not part of any streak
+    assert [r.trial_id for r in ledger.failure_streak()] == ["c", "d"]
+    assert [r.trial_id for r in ledger.failure_streak(since=3.5)] == ["d"]  # a resumed driver counts afresh
+
+
+def _failing_gate(limit):
+    ledger = _ledger(budget=1.0)
+    gate = BudgetGate(RandomSearcher({"x": FloatRange(type="float", low=0, high=1)}, seed=0), ledger,
+                      max_trials=None, max_consecutive_failures=limit)
+    return ledger, gate
+
+
+def test_gate_stops_launching_after_n_consecutive_failures():
+    ledger, gate = _failing_gate(3)
+    for i, trial in enumerate("abc"):
+        assert isinstance(gate.suggest(trial), dict)
+        _end(ledger, trial, "failed", time.time() + i, f"objective raised TypeError: bad {trial}\n  File ...")
+    assert gate.suggest("d") == Searcher.FINISHED
+    assert gate.finish_reason == "3 consecutive trial failures: objective raised TypeError: bad c"
+    assert gate.consecutive_failures == 3
+
+
+def test_a_completed_trial_resets_the_count_and_zero_or_none_disables_it():
+    ledger, gate = _failing_gate(2)
+    for i, (trial, status) in enumerate(zip("abc", ["failed", "completed", "failed"], strict=True)):
+        assert isinstance(gate.suggest(trial), dict)
+        _end(ledger, trial, status, time.time() + i, "boom" if status == "failed" else None)
+    assert isinstance(gate.suggest("d"), dict)
+    assert gate.consecutive_failures is None
+    for limit in (0, None):
+        ledger, gate = _failing_gate(limit)
+        for i, trial in enumerate("abcdefgh"):
+            assert isinstance(gate.suggest(trial), dict)
+            _end(ledger, trial, "failed", time.time() + i, "boom")

@@ -176,3 +176,11 @@ def test_output_dir_and_tracking_uri_are_absolute(tmp_path: Path, monkeypatch):
 
 def test_study_name_defaults_to_objective_name():
     assert load_config(BASE).study_name == "quadratic"
+
+
+def test_max_consecutive_failures_defaults_to_5_and_0_or_none_disables():
+    assert load_config(BASE).max_consecutive_failures == 5
+    assert load_config({**BASE, "max_consecutive_failures": 0}).max_consecutive_failures == 0
+    assert load_config({**BASE, "max_consecutive_failures": None}).max_consecutive_failures is None
+    with pytest.raises(ConfigError, match="max_consecutive_failures"):
+        load_config({**BASE, "max_consecutive_failures": -1})

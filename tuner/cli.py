@@ -6,6 +6,7 @@ import argparse
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from tuner.carbon.cli import add_commands as add_carbon_commands
 from tuner.carbon.cli import run as run_carbon
@@ -14,11 +15,25 @@ from tuner.energy.cli import add_meter_command
 from tuner.redact import install_log_redaction, redact
 from tuner.reporting.cli import add_report_command, run_report
 
+if TYPE_CHECKING:
+    from tuner.result import TuneResult
+
+
+EXIT_CODES = """exit codes of `greentune run`:
+  0  the study finished with at least one completed trial
+  1  greentune itself failed (the traceback is printed)
+  2  the study was refused before any trial ran (bad config, output_dir in use, ...)
+  3  stopped after max_consecutive_failures trials failed in a row
+  4  the study ended with no completed trial (e.g. a budget smaller than one trial)"""
+EXIT_FAILING_TRIALS = 3
+EXIT_NO_COMPLETED_TRIAL = 4
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="greentune", description="Energy-aware hyperparameter tuning.")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run a study from a YAML file")
+    run = commands.add_parser("run", help="run a study from a YAML file", epilog=EXIT_CODES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("study", help="path to the study YAML")
     run.add_argument("--budget-kwh", type=float, help="energy budget in kWh (overrides the file)")
     run.add_argument("--max-trials", type=int, help="stop after this many trials")
@@ -74,6 +89,19 @@ def _run(args: argparse.Namespace) -> int:
         print(result.summary())
     print(f"\ntrials table: {result.output_dir / 'trials.csv'}")
     print(f"MLflow run {result.mlflow_run_id}; open it with:\n  mlflow ui --backend-store-uri {redact(str(result.tracking_uri))}")
+    return _exit_code(result)
+
+
+def _exit_code(result: TuneResult) -> int:
+    """0, or (with one line on stderr) 3: stopped by ``max_consecutive_failures``;
+    4: the study ended with no completed trial, so it found nothing."""
+    if result.consecutive_failures is not None:
+        print(f"greentune: stopped: {one_line(result.finish_reason or '')}", file=sys.stderr)
+        return EXIT_FAILING_TRIALS
+    if result.completed.empty:
+        why = one_line(result.finish_reason or "no reason recorded")
+        print(f"greentune: no trial completed ({why}); the Pareto front is empty", file=sys.stderr)
+        return EXIT_NO_COMPLETED_TRIAL
     return 0
 
 

@@ -402,6 +402,10 @@ class StudyConfig(_Strict):
     max_concurrent_trials: int | None = Field(
         None, ge=1, description="Default: as many as the resources allow."
     )
+    max_consecutive_failures: int | None = Field(
+        5, ge=0, description="Stop launching trials after this many failed in a row (Ray Tune's fail_fast, "
+        "with room for a few bad configs); 0 or null: never. See [faults](faults.md#trials-that-keep-failing)."
+    )
     resources_per_trial: Resources = Field(Resources(), description="What Ray reserves for each trial.")
     reuse_trial_processes: bool = Field(
         True,

@@ -47,6 +47,8 @@ class TuneResult:
     output_dir: Path | None = None
     pue: float = 1.0
     finish_reason: str | None = None
+    # set when ``max_consecutive_failures`` stopped the study: how many trials failed in a row
+    consecutive_failures: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     # CO2 (kg, PUE included) as run, and had every trial started at once at the study's
     # start; ``carbon`` adds the provider, the signal, the mean intensity and any fallback
@@ -73,6 +75,7 @@ class TuneResult:
             total_energy_kwh=float(total), overhead_kwh=overhead, param_names=list(config.search_space),
             mlflow_run_id=state.get("mlflow_run_id"), tracking_uri=state.get("tracking_uri"),
             output_dir=output_dir, pue=config.pue, finish_reason=state.get("finish_reason"),
+            consecutive_failures=state.get("consecutive_failures"),
             extra=dict(state.get("extra") or {}),
             co2_kg=float(co2) if isinstance(co2, (int, float)) and math.isfinite(co2) else None,
             co2_counterfactual_kg=state.get("co2_counterfactual_kg"),
@@ -87,7 +90,8 @@ class TuneResult:
             "total_energy_kwh": self.total_energy_kwh, "overhead_kwh": self.overhead_kwh,
             "co2_kg": self.co2_kg, "co2_counterfactual_kg": self.co2_counterfactual_kg,
             **{k: v for k, v in self.carbon.items() if isinstance(v, (str, int, float))},
-            "finish_reason": self.finish_reason, "mlflow_run_id": self.mlflow_run_id,
+            "finish_reason": self.finish_reason, "consecutive_failures": self.consecutive_failures,
+            "mlflow_run_id": self.mlflow_run_id,
             "tracking_uri": self.tracking_uri, "extra": self.extra,
         }
 

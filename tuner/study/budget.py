@@ -9,6 +9,7 @@ that Pareto early stopping gives up on.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ray.tune import Stopper
@@ -26,20 +27,30 @@ class BudgetGate(Searcher):
     While trials are still running, the answer is "wait" (``None``): one of them may
     finish under its expected energy and leave room. With nothing running and no room,
     the search is ``FINISHED``, and :attr:`finish_reason` says why.
+
+    Fail fast: once the ledger holds ``max_consecutive_failures`` failed trials in a row
+    (counted from this gate's start, so that a resumed study whose cause was fixed starts
+    afresh), no trial starts any more; running ones finish. ``0`` or ``None`` never stops.
     """
 
-    def __init__(self, inner: GreentuneSearcher, ledger: EnergyLedger, max_trials: int | None) -> None:
+    def __init__(self, inner: GreentuneSearcher, ledger: EnergyLedger, max_trials: int | None,
+                 max_consecutive_failures: int | None = None) -> None:
         # No metric towards Ray: heartbeats carry energy only, and Ray would reject them.
         super().__init__(metric=None, mode=None)
         self.inner = inner
         self.ledger = ledger
         self.max_trials = max_trials
+        self.max_consecutive_failures = max_consecutive_failures or None
+        self.started_at = time.time()
         self.finish_reason: str | None = None
+        self.consecutive_failures: int | None = None  # set when the failures stopped the study
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.consecutive_failures is not None or self._failing():
+            return self._finish("")
         if self.max_trials is not None and self.ledger.n_trials >= self.max_trials:
             return self._finish("max_trials reached")
         if not self.ledger.can_start_trial():
@@ -52,6 +63,19 @@ class BudgetGate(Searcher):
         if isinstance(params, dict):
             self.ledger.start(trial_id, params)
         return params
+
+    def _failing(self) -> bool:
+        """Whether the last ``max_consecutive_failures`` finished trials all failed; if so,
+        the reason names how many and the last error's first line."""
+        if self.max_consecutive_failures is None:
+            return False
+        streak = self.ledger.failure_streak(since=self.started_at)
+        if len(streak) < self.max_consecutive_failures:
+            return False
+        self.consecutive_failures = len(streak)
+        error = (streak[-1].error or "no error recorded").strip().splitlines() or ["no error recorded"]
+        self.finish_reason = f"{len(streak)} consecutive trial failures: {_shorten(error[0])}"
+        return True
 
     def _finish(self, reason: str) -> str:
         self.finish_reason = self.finish_reason or reason
@@ -95,3 +119,7 @@ class StudyStopper(Stopper):
 
     def stop_all(self) -> bool:
         return self.ledger.should_stop()
+
+
+def _shorten(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -133,7 +133,7 @@ class Study:
         from tuner.carbon.wiring import gate_report, gate_searcher, pause_scheduler, utc
 
         cfg, ledger = self.config, self.ledger
-        gate = BudgetGate(self.searcher, ledger, cfg.max_trials)
+        gate = BudgetGate(self.searcher, ledger, cfg.max_trials, cfg.max_consecutive_failures)
         study_start = float(self.state["started_at"])  # a resumed study keeps its start and its deadline
         accountant = CarbonAccountant(self.carbon_provider, cfg.pue, study_start=study_start)
         launcher = gate_searcher(gate, self.carbon_provider, cfg, ledger, utc(study_start))
@@ -153,7 +153,11 @@ class Study:
         for record in ledger.close_unfinished():
             callback.record(record)
         carbon = {**_study_carbon(accountant, ledger), **gate_report(launcher), **gate_report(pauser)}
-        finish_reason = "energy budget spent" if ledger.stopped_at else gate.finish_reason
+        if gate.consecutive_failures is not None:  # it stopped launching first; say so, not what followed
+            self.state["consecutive_failures"] = gate.consecutive_failures
+            finish_reason = gate.finish_reason
+        else:
+            finish_reason = "energy budget spent" if ledger.stopped_at else gate.finish_reason
         result = self._finish(carbon, finish_reason)
         if progress:
             print(result.summary(), file=sys.stderr, flush=True)
