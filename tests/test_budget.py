@@ -11,7 +11,7 @@ from ray.tune.search import Searcher
 from tuner.config import FloatRange
 from tuner.energy import J_PER_KWH
 from tuner.search import RandomSearcher
-from tuner.study.budget import BudgetGate, StudyStopper
+from tuner.study.budget import BudgetGate, StudyStopper, budget_shortfall
 from tuner.study.ledger import EnergyLedger
 
 
@@ -181,3 +181,44 @@ def test_a_completed_trial_resets_the_count_and_zero_or_none_disables_it():
         for i, trial in enumerate("abcdefgh"):
             assert isinstance(gate.suggest(trial), dict)
             _end(ledger, trial, "failed", time.time() + i, "boom")
+
+
+# --------------------------------------------------------------------------- a budget smaller than one trial
+
+
+def _cfg(**fields):
+    from tuner.config import load_config
+
+    return load_config({"objective": "tests.objectives_for_tests:quadratic", "budget_kwh": 1.0,
+                        "search_space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+                        "energy": {"watts_per_core": 10.0}, **fields})
+
+
+def test_no_warning_when_the_budget_fits_a_trial():
+    cfg = _cfg(budget_kwh=0.01, expected_trial_s=60)
+    assert budget_shortfall(cfg, EnergyLedger(cfg.budget_kwh, 10.0, "accuracy")) is None
+
+
+def test_a_budget_under_one_report_interval_of_one_trial_is_flagged():
+    # 2 CPUs x 10 W x 2 s (report interval) = 40 J = 1.11e-5 kWh: gone before the budget can stop the trial
+    cfg = _cfg(budget_kwh=1e-5, resources_per_trial={"cpu": 2})
+    message = budget_shortfall(cfg, EnergyLedger(cfg.budget_kwh, 10.0, "accuracy"))
+    assert message is not None and "\n" not in message
+    assert "budget_kwh 1e-05 kWh is less than one trial is expected to spend (1.11e-05 kWh:" in message
+    assert "2 CPU x 10 W x 2 s, one report interval" in message
+
+
+def test_expected_trial_s_sets_the_estimate():
+    cfg = _cfg(budget_kwh=1e-4, expected_trial_s=60)  # 1 CPU x 10 W x 60 s = 1.67e-4 kWh
+    message = budget_shortfall(cfg, EnergyLedger(cfg.budget_kwh, 10.0, "accuracy"))
+    assert "(0.000167 kWh: 1 CPU x 10 W x 60 s expected_trial_s)" in message
+
+
+def test_a_resumed_study_compares_what_is_left_with_its_median_trial():
+    cfg = _cfg(budget_kwh=1.0)
+    ledger = EnergyLedger(cfg.budget_kwh, 10.0, "accuracy")
+    ledger.observe("a", _beat(0.3, "completed", accuracy=0.5))
+    assert budget_shortfall(cfg, ledger) is None
+    ledger.observe("b", _beat(0.5, "completed", accuracy=0.5))  # 0.2 left, median 0.4
+    assert "0.2 kWh left of budget_kwh is less than the median completed trial (0.4 kWh)" in budget_shortfall(
+        cfg, ledger)

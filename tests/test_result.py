@@ -73,3 +73,14 @@ def test_summary_states_energy_and_source():
     result.trials["energy_source"] = "cpu-time-estimate"
     text = result.summary()
     assert "6 (" in text and "cpu-time-estimate" in text and "tuner overhead 0.01" in text
+
+
+def test_summary_says_loudly_when_no_trial_completed():
+    result = _result([("e", "failed", 1, None, 0.001)])
+    result.finish_reason = "energy budget spent"
+    assert result.summary().splitlines()[0] == (
+        "NO TRIAL COMPLETED: the Pareto front is empty (stopped because: energy budget spent)")
+    assert "NO TRIAL" not in _result(ROWS).summary()
+    nothing = _result([])
+    nothing.trials = pd.DataFrame()  # no trial ever started
+    assert nothing.completed.empty and nothing.summary().startswith("NO TRIAL COMPLETED")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tuner.carbon.cli import add_commands as add_carbon_commands
 from tuner.carbon.cli import run as run_carbon
 from tuner.config import ConfigError
 from tuner.energy.cli import add_meter_command
+from tuner.errors import GreentuneWarning, NoCompletedTrialWarning
 from tuner.redact import install_log_redaction, redact
 from tuner.reporting.cli import add_report_command, run_report
 
@@ -65,17 +67,19 @@ def _run(args: argparse.Namespace) -> int:
     from tuner.study import tune
 
     try:
-        result = tune(
-            args.study,
-            budget_kwh=args.budget_kwh,
-            max_trials=args.max_trials,
-            strategy=args.strategy,
-            seed=args.seed,
-            address=args.address,
-            output_dir=args.output_dir,
-            progress=not args.quiet,
-            resume=args.resume,
-        )
+        with warnings.catch_warnings():
+            _show_warnings_on_one_line()
+            result = tune(
+                args.study,
+                budget_kwh=args.budget_kwh,
+                max_trials=args.max_trials,
+                strategy=args.strategy,
+                seed=args.seed,
+                address=args.address,
+                output_dir=args.output_dir,
+                progress=not args.quiet,
+                resume=args.resume,
+            )
     except ConfigError as exc:
         print(f"greentune: {one_line(exc)}", file=sys.stderr)
         return 2
@@ -90,6 +94,23 @@ def _run(args: argparse.Namespace) -> int:
     print(f"\ntrials table: {result.output_dir / 'trials.csv'}")
     print(f"MLflow run {result.mlflow_run_id}; open it with:\n  mlflow ui --backend-store-uri {redact(str(result.tracking_uri))}")
     return _exit_code(result)
+
+
+def _show_warnings_on_one_line() -> None:
+    """greentune's own warnings as ``greentune: warning: ...`` lines, each time they occur
+    (inside ``warnings.catch_warnings()``); an empty front is said by the exit line instead."""
+    original = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        if issubclass(category, GreentuneWarning):
+            print(f"greentune: warning: {one_line(message)}", file=sys.stderr, flush=True)  # type: ignore[arg-type]
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    warnings.simplefilter("always", GreentuneWarning)
+    warnings.simplefilter("ignore", NoCompletedTrialWarning)
 
 
 def _exit_code(result: TuneResult) -> int:

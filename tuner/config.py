@@ -402,6 +402,10 @@ class StudyConfig(_Strict):
     max_concurrent_trials: int | None = Field(
         None, ge=1, description="Default: as many as the resources allow."
     )
+    expected_trial_s: float | None = Field(
+        None, gt=0, description="Your estimate of one trial's wall time, in s: greentune warns before the "
+        "study when the budget cannot pay for one such trial (at `resources_per_trial.cpu` x watts per core)."
+    )
     max_consecutive_failures: int | None = Field(
         5, ge=0, description="Stop launching trials after this many failed in a row (Ray Tune's fail_fast, "
         "with room for a few bad configs); 0 or null: never. See [faults](faults.md#trials-that-keep-failing)."

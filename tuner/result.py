@@ -97,6 +97,8 @@ class TuneResult:
 
     @property
     def completed(self) -> pd.DataFrame:
+        if "status" not in self.trials:  # no trial ever started
+            return self.trials
         return self.trials[self.trials["status"] == TrialStatus.COMPLETED]
 
     @property
@@ -155,8 +157,12 @@ class TuneResult:
 
     def summary(self) -> str:
         """A short, printable account of the study."""
-        counts = self.trials["status"].value_counts().to_dict() if not self.trials.empty else {}
-        lines = [
+        counts = self.trials["status"].value_counts().to_dict() if "status" in self.trials else {}
+        lines = []
+        if self.completed.empty:  # first, so that it cannot be missed
+            lines.append(f"NO TRIAL COMPLETED: the Pareto front is empty (stopped because: "
+                         f"{self.finish_reason or 'no reason recorded'})")
+        lines += [
             f"trials: {len(self.trials)} ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))})",
             f"energy: {self.total_energy_kwh:.6g} kWh of {self.budget_kwh:.6g} kWh budget "
             f"(trials {self.total_energy_kwh - self.overhead_kwh:.6g}, tuner overhead {self.overhead_kwh:.6g})",

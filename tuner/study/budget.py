@@ -10,15 +10,50 @@ that Pareto early stopping gives up on.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray.tune import Stopper
 from ray.tune.search import Searcher
 
+from tuner.energy import J_PER_KWH
 from tuner.search.base import GreentuneSearcher, Outcome
 from tuner.search.early_stopping import ParetoEarlyStopping
 from tuner.study.ledger import EnergyLedger
 from tuner.study.record import TrialStatus
+
+if TYPE_CHECKING:
+    from tuner.config import StudyConfig
+
+
+def budget_shortfall(cfg: StudyConfig, ledger: EnergyLedger) -> str | None:
+    """Why the budget left looks too small for one trial (one line), or ``None`` if it fits.
+
+    Before any trial has completed, one trial is estimated from what is known: its CPUs x
+    the ledger's watts per core x ``expected_trial_s`` if given, and never less than one
+    ``report_interval_s``, since the budget cannot stop a trial before its first heartbeat.
+    GPU power is not known before a trial, so a GPU trial spends more than this. Once
+    trials have completed (a resumed study), their median energy is the estimate.
+    """
+    left = ledger.budget_kwh - ledger.total_kwh
+    median = ledger.expected_trial_kwh
+    if median is not None:
+        if left >= median:
+            return None
+        return (f"{left:.3g} kWh left of budget_kwh is less than the median completed trial ({median:.3g} kWh); "
+                "no further trial is likely to complete")
+    cpus, watts = cfg.resources_per_trial.cpu or 1.0, ledger.watts_per_core
+    interval = cfg.energy.report_interval_s
+    if cfg.expected_trial_s is not None and cfg.expected_trial_s > interval:
+        seconds, what = cfg.expected_trial_s, " expected_trial_s"
+    else:
+        seconds, what = interval, ", one report interval: the budget cannot stop a trial sooner"
+    trial_kwh = cpus * watts * seconds / J_PER_KWH
+    if left >= trial_kwh:
+        return None
+    spent = "" if ledger.total_kwh == 0 else f" ({left:.3g} kWh left)"
+    return (f"budget_kwh {ledger.budget_kwh:.3g} kWh{spent} is less than one trial is expected to spend "
+            f"({trial_kwh:.3g} kWh: {cpus:g} CPU x {watts:.3g} W x {seconds:.3g} s{what}); the study will "
+            "likely end with no completed trial: raise budget_kwh")
 
 
 class BudgetGate(Searcher):

@@ -12,18 +12,19 @@ import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from tuner.config import ConfigError, StudyConfig, config_dump, load_config
 from tuner.energy import driver_watts_per_core
-from tuner.errors import OutputWriteError
+from tuner.errors import BudgetWarning, NoCompletedTrialWarning, OutputWriteError
 from tuner.pareto import pareto_mask
 from tuner.redact import protect_study
 from tuner.result import TuneResult
 from tuner.search import make_searcher
 from tuner.search.ax_searcher import quiet_ax_logging
-from tuner.study.budget import BudgetGate, StudyStopper
+from tuner.study.budget import BudgetGate, StudyStopper, budget_shortfall
 from tuner.study.callback import StudyCallback
 from tuner.study.files import StudyFiles, trials_frame
 from tuner.study.launch import check_power_limits, ensure_ray, run_ray_tune, shippable_objective
@@ -142,6 +143,9 @@ class Study:
                                  carbon=accountant, save_ledger=self.save_ledger)
         if self.resumed:
             self._record_restored(callback, progress)
+        shortfall = budget_shortfall(cfg, ledger)
+        if shortfall:
+            warnings.warn(shortfall, BudgetWarning, stacklevel=2)
         try:
             run_ray_tune(cfg, self.objective, launcher, self._stopper(), callback, self.files.directory,
                          attempt=int(self.state["resumes"]), scheduler=pauser)
@@ -159,6 +163,9 @@ class Study:
         else:
             finish_reason = "energy budget spent" if ledger.stopped_at else gate.finish_reason
         result = self._finish(carbon, finish_reason)
+        if result.completed.empty:
+            warnings.warn(f"no trial completed ({finish_reason or 'no reason recorded'}); the Pareto front is empty",
+                          NoCompletedTrialWarning, stacklevel=2)
         if progress:
             print(result.summary(), file=sys.stderr, flush=True)
         return result
