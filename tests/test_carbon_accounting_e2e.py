@@ -55,7 +55,7 @@ def test_study_records_trial_and_study_co2(ray_session, tmp_path: Path) -> None:
 
 
 def test_threshold_policy_waits_for_clean_power_and_the_saving_is_booked(
-    ray_session, tmp_path: Path
+    ray_session, tmp_path: Path, capfd: pytest.CaptureFixture
 ) -> None:
     # a trace that is dirty (500 g/kWh) for the next 15 s, then clean (100) for a day
     now = pd.Timestamp.now(tz="UTC").floor("s")
@@ -83,8 +83,17 @@ def test_threshold_policy_waits_for_clean_power_and_the_saving_is_booked(
             "output_dir": tmp_path / "threshold",
         },
         budget_kwh=1.0,
-        progress=False,
+        progress=True,
     )
+    # the console shows the wait as it starts (its length and reason) and as it ends, and the summary
+    # says how long launches waited and why
+    err = capfd.readouterr().err
+    assert "[greentune] carbon: holding trial launches for 1" in err  # 15 s, give or take start-up
+    assert "UTC): intensity reaches 200 g/kWh in " in err
+    assert "[greentune] carbon: launching trials after a 1" in err
+    summary = [line for line in result.summary().splitlines() if line.startswith("carbon wait:")]
+    assert summary and "in 1 wait (policy threshold): intensity reaches 200 g/kWh" in summary[0]
+    assert summary[0] in err
     (row,) = result.trials.to_dict("records")
     assert row["status"] == "completed"
     assert row["carbon_intensity_mean"] == pytest.approx(100.0)  # it ran after the wait

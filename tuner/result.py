@@ -181,9 +181,36 @@ class TuneResult:
             lines.append(line)
             if self.carbon.get("carbon_fallback"):
                 lines.append(f"carbon fallback: {self.carbon['carbon_fallback']}")
+        lines += self._carbon_schedule_lines()
         if self.finish_reason:
             lines.append(f"stopped because: {self.finish_reason}")
         return "\n".join(lines)
+
+    def _carbon_schedule_lines(self) -> list[str]:
+        """How long the carbon policy held launches or paused trials, and why."""
+        carbon, lines = self.carbon, []
+        policy = carbon.get("carbon_policy")
+        if policy:
+            waited, waits = float(carbon.get("carbon_waited_s") or 0.0), int(carbon.get("carbon_waits") or 0)
+            if waited > 0 or waits:
+                waits = max(waits, 1)  # a wait still under way counts
+                line = (f"carbon wait: trial launches held for {duration_text(waited)} in {waits} "
+                        f"wait{'s' if waits != 1 else ''} (policy {policy})")
+                if carbon.get("carbon_wait_reason"):
+                    line += f": {carbon['carbon_wait_reason']}"
+            else:
+                line = f"carbon wait: none (policy {policy})"
+            if carbon.get("carbon_released"):
+                line += f"; then {carbon['carbon_released']}"
+            lines.append(line)
+        pauses = int(carbon.get("carbon_pauses") or 0)
+        if pauses:
+            line = (f"carbon pauses: {pauses} pause{'s' if pauses != 1 else ''} of running trials, "
+                    f"{duration_text(float(carbon.get('carbon_paused_s') or 0.0))} of trial time paused")
+            if carbon.get("carbon_pause_released"):
+                line += f"; then {carbon['carbon_pause_released']}"
+            lines.append(line)
+        return lines
 
     def plot_pareto(self) -> PlotlyFigure:
         """Interactive metric-vs-kWh plot of every trial, the front and the knee (plotly)."""
@@ -213,6 +240,15 @@ class TuneResult:
         table = front[cols].copy()
         table.insert(0, "knee", ["*" if knee is not None and idx == knee.name else "" for idx in table.index])
         return table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def duration_text(seconds: float) -> str:
+    """A duration for a console line: ``45 s``, ``12 min``, ``1.5 h``, ``5.98 h``."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.3g} h"
 
 
 def _unit(values: np.ndarray) -> np.ndarray:

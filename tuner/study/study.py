@@ -137,8 +137,9 @@ class Study:
         gate = BudgetGate(self.searcher, ledger, cfg.max_trials, cfg.max_consecutive_failures)
         study_start = float(self.state["started_at"])  # a resumed study keeps its start and its deadline
         accountant = CarbonAccountant(self.carbon_provider, cfg.pue, study_start=study_start)
-        launcher = gate_searcher(gate, self.carbon_provider, cfg, ledger, utc(study_start))
-        pauser = pause_scheduler(self.carbon_provider, cfg, ledger, utc(study_start))
+        notify = _console if progress else None  # carbon waits and pauses, as they happen
+        launcher = gate_searcher(gate, self.carbon_provider, cfg, ledger, utc(study_start), notify)
+        pauser = pause_scheduler(self.carbon_provider, cfg, ledger, utc(study_start), notify)
         callback = StudyCallback(ledger, self.tracker, self.front_size, self.persist, 10.0 if progress else None,
                                  carbon=accountant, save_ledger=self.save_ledger)
         if self.resumed:
@@ -267,6 +268,10 @@ class Study:
         if late:
             self.files.book_run_ids(late)
             trials.loc[unbooked, "mlflow_run_id"] = trials.loc[unbooked, "trial_id"].map(late)
+
+
+def _console(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _study_carbon(accountant: Any, ledger: EnergyLedger) -> dict[str, Any]:
