@@ -33,14 +33,17 @@ EXIT_NO_COMPLETED_TRIAL = 4
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="greentune", description="Energy-aware hyperparameter tuning.")
+    parser.add_argument("--version", action="version", version=f"greentune {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a study from a YAML file", epilog=EXIT_CODES,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("study", help="path to the study YAML")
     run.add_argument("--budget-kwh", type=float, help="energy budget in kWh (overrides the file)")
     run.add_argument("--max-trials", type=int, help="stop after this many trials")
-    run.add_argument("--strategy", choices=["bo", "grid", "random", "sobol"])
-    run.add_argument("--seed", type=int)
+    run.add_argument("--strategy", choices=["bo", "grid", "random", "sobol"],
+                     help="search strategy: bo (Ax/BoTorch, the default), or the baselines grid, random "
+                          "and sobol (overrides the file)")
+    run.add_argument("--seed", type=int, help="seed for the searcher, for a repeatable search (overrides the file)")
     run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else local)")
     run.add_argument("--output-dir", help="where the study's state, trials and MLflow store go")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -61,6 +64,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     install_log_redaction()
     return args.handler(args)
+
+
+def _version() -> str:
+    """The installed ``greentune`` distribution's version (a source tree without one says so)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("greentune")
+    except PackageNotFoundError:
+        from tuner import __version__
+
+        return f"{__version__} (not installed)"
 
 
 def _run(args: argparse.Namespace) -> int:

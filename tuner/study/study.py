@@ -294,8 +294,15 @@ def _previous_study(cfg: StudyConfig, files: StudyFiles, resume: bool) -> dict[s
     out = files.directory
     if not resume:
         if files.state.exists():
+            state = _read_state_quietly(files)
+            if state.get("finished_at"):  # nothing to resume: --resume would refuse it
+                raise ConfigError(
+                    f"output_dir '{out}' already holds a finished study ({state.get('finish_reason') or 'finished'}); "
+                    f"choose another `name` or `output_dir` for a new one, or see its results with "
+                    f"`greentune report {out}`"
+                )
             raise ConfigError(
-                f"output_dir '{out}' already holds a study; resume it with `--resume` "
+                f"output_dir '{out}' already holds a study that did not finish; resume it with `--resume` "
                 "(tune(..., resume=True)), or choose another `name` or `output_dir`"
             )
         return None
@@ -306,7 +313,9 @@ def _previous_study(cfg: StudyConfig, files: StudyFiles, resume: bool) -> dict[s
         raise ConfigError(f"cannot resume '{out}': {files.ledger.name} is missing but trials were recorded; "
                           "resuming would count their energy again")
     if state.get("finished_at"):
-        raise ConfigError(f"the study in '{out}' already finished ({state.get('finish_reason')}); nothing to resume")
+        raise ConfigError(f"the study in '{out}' already finished ({state.get('finish_reason')}); nothing to resume: "
+                          f"choose another `name` or `output_dir` for a new one, or see its results with "
+                          f"`greentune report {out}`")
     before = state.get("config") or {}
     now = config_dump(cfg)
     changed = [name for name in _SAME_STUDY_FIELDS if name in before and before[name] != now.get(name)]
@@ -316,6 +325,15 @@ def _previous_study(cfg: StudyConfig, files: StudyFiles, resume: bool) -> dict[s
             "a resumed study must search the same space for the same objective"
         )
     return state
+
+
+def _read_state_quietly(files: StudyFiles) -> dict[str, Any]:
+    """``study.json`` for an error message: an unreadable one reads as a study that did not finish."""
+    try:
+        state = files.read_state()
+    except Exception:  # noqa: BLE001 - the refusal stands either way; only its advice differs
+        return {}
+    return state if isinstance(state, dict) else {}
 
 
 def _restore_books(ledger: EnergyLedger, searcher: Any, files: StudyFiles) -> list[TrialRecord]:
