@@ -163,6 +163,8 @@ class Study:
             finish_reason = gate.finish_reason
         else:
             finish_reason = "energy budget spent" if ledger.stopped_at else gate.finish_reason
+            if finish_reason is None and cfg.max_trials is not None and ledger.n_trials >= cfg.max_trials:
+                finish_reason = "max_trials reached"  # Ray stopped asking the gate at num_samples
         result = self._finish(carbon, finish_reason)
         if result.completed.empty:
             warnings.warn(f"no trial completed ({finish_reason or 'no reason recorded'}); the Pareto front is empty",
@@ -296,10 +298,10 @@ def _previous_study(cfg: StudyConfig, files: StudyFiles, resume: bool) -> dict[s
         if files.state.exists():
             state = _read_state_quietly(files)
             if state.get("finished_at"):  # nothing to resume: --resume would refuse it
+                why = f" ({state['finish_reason']})" if state.get("finish_reason") else ""
                 raise ConfigError(
-                    f"output_dir '{out}' already holds a finished study ({state.get('finish_reason') or 'finished'}); "
-                    f"choose another `name` or `output_dir` for a new one, or see its results with "
-                    f"`greentune report {out}`"
+                    f"output_dir '{out}' already holds a finished study{why}; choose another `name` or "
+                    f"`output_dir` for a new one, or see its results with `greentune report {out}`"
                 )
             raise ConfigError(
                 f"output_dir '{out}' already holds a study that did not finish; resume it with `--resume` "
@@ -313,7 +315,8 @@ def _previous_study(cfg: StudyConfig, files: StudyFiles, resume: bool) -> dict[s
         raise ConfigError(f"cannot resume '{out}': {files.ledger.name} is missing but trials were recorded; "
                           "resuming would count their energy again")
     if state.get("finished_at"):
-        raise ConfigError(f"the study in '{out}' already finished ({state.get('finish_reason')}); nothing to resume: "
+        why = f" ({state['finish_reason']})" if state.get("finish_reason") else ""
+        raise ConfigError(f"the study in '{out}' already finished{why}; nothing to resume: "
                           f"choose another `name` or `output_dir` for a new one, or see its results with "
                           f"`greentune report {out}`")
     before = state.get("config") or {}
