@@ -36,6 +36,11 @@ def failing(params: dict) -> dict:
     return {"accuracy": params["x"]}
 
 
+def always_raises(params: dict) -> dict:
+    """Broken for every configuration, as an objective fed a wrong type is."""
+    raise TypeError(f"unsupported operand type(s) for *: 'dict' and 'float' (x={params['x']:.3f})")
+
+
 def missing_metric(params: dict) -> dict:
     return {"acc": 0.5}
 

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OBJ = "objective: tests.objectives_for_tests:quadratic\n"
 SPACE = "search_space:\n  x: {type: float, low: 0.0, high: 1.0}\n"
 GOOD = OBJ + "budget_kwh: 0.01\n" + SPACE
+TINY = OBJ + "budget_kwh: 1.0e-9\nmax_trials: 1\n"  # should a case ever be accepted, it spends almost nothing
 
 # (case id, YAML text, regex the one error must match)
 CONFIG_CASES = [
@@ -41,6 +42,16 @@ CONFIG_CASES = [
     ("unknown_key", GOOD + "max_trails: 3\n", r"unknown key 'max_trails'; did you mean 'max_trials'"),
     ("unknown_nested_key", OBJ + "budget_kwh: 1\nsearch_space:\n  x: {type: float, low: 0, hi: 1}\n",
      r"search_space\.x.*unknown key 'hi'"),
+    # a misspelt spec key must not turn the spec into a fixed mapping every trial chokes on
+    ("misspelt_type_key", TINY + "search_space:\n  n: {type: int, low: 1, high: 9}\n"
+     "  lr: {tpye: float, low: 0.001, high: 0.1}\n",
+     r"search_space\.lr: unknown key 'tpye'; did you mean 'type'\? .*\{type: fixed, value: \.\.\.\}"),
+    ("misspelt_type_value", TINY + "search_space:\n  lr: {type: flaot, low: 0.001, high: 0.1}\n",
+     r"search_space\.lr: type 'flaot' is not a parameter type; did you mean 'float'\?"),
+    ("spec_without_type", TINY + "search_space:\n  x: {low: 0.0, high: 1.0}\n",
+     r"search_space\.x: a parameter spec needs 'type'"),
+    ("mapping_without_type", TINY + SPACE + "  net: {hidden: 64, layers: 2}\n",
+     r"search_space\.net: a parameter spec needs 'type'.*\{type: fixed, value: \.\.\.\}"),
     ("wrong_type_budget", OBJ + "budget_kwh: lots\n" + SPACE, r"budget_kwh: Input should be a valid number"),
     ("wrong_type_max_trials", GOOD + "max_trials: 2.5\n", r"max_trials: .*integer"),
     ("wrong_type_search_space", OBJ + "budget_kwh: 1\nsearch_space: [x, y]\n", r"search_space: .*non-empty mapping"),

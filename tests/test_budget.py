@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
+
 import pytest
 from ray.tune.search import Searcher
 
 from tuner.config import FloatRange
 from tuner.energy import J_PER_KWH
 from tuner.search import RandomSearcher
-from tuner.study.budget import BudgetGate, StudyStopper
+from tuner.study.budget import BudgetGate, StudyStopper, budget_shortfall
 from tuner.study.ledger import EnergyLedger
 
 
@@ -125,3 +128,97 @@ def test_gate_stops_at_max_trials():
     assert isinstance(gate.suggest("a"), dict) and isinstance(gate.suggest("b"), dict)
     assert gate.suggest("c") == Searcher.FINISHED
     assert gate.finish_reason == "max_trials reached"
+
+
+# --------------------------------------------------------------------------- fail fast
+
+
+def _end(ledger, trial_id, status, at, error=None):
+    """Book a final report, then date its end (the order trials ended in is what counts)."""
+    extra = {"greentune_error": error} if error else {"accuracy": 0.5}
+    ledger.observe(trial_id, _beat(0.01, status, **extra))
+    ledger._records[trial_id] = dataclasses.replace(ledger.records[trial_id], ended_at=at)
+
+
+def test_failure_streak_counts_failures_since_the_last_trial_that_did_not_fail():
+    ledger = _ledger()
+    assert ledger.failure_streak() == []
+    _end(ledger, "a", "failed", 1.0, "objective raised TypeError: boom\nTraceback ...")
+    _end(ledger, "b", "completed", 2.0)
+    _end(ledger, "d", "failed", 4.0, "objective raised KeyError: 'x'\nTraceback ...")
+    _end(ledger, "c", "failed", 3.0, "objective raised KeyError: 'x'\nTraceback ...")  # started later, ended first
+    ledger.start("e", {})  # still running: not part of any streak
+    assert [r.trial_id for r in ledger.failure_streak()] == ["c", "d"]
+    assert [r.trial_id for r in ledger.failure_streak(since=3.5)] == ["d"]  # a resumed driver counts afresh
+
+
+def _failing_gate(limit):
+    ledger = _ledger(budget=1.0)
+    gate = BudgetGate(RandomSearcher({"x": FloatRange(type="float", low=0, high=1)}, seed=0), ledger,
+                      max_trials=None, max_consecutive_failures=limit)
+    return ledger, gate
+
+
+def test_gate_stops_launching_after_n_consecutive_failures():
+    ledger, gate = _failing_gate(3)
+    for i, trial in enumerate("abc"):
+        assert isinstance(gate.suggest(trial), dict)
+        _end(ledger, trial, "failed", time.time() + i, f"objective raised TypeError: bad {trial}\n  File ...")
+    assert gate.suggest("d") == Searcher.FINISHED
+    assert gate.finish_reason == "3 consecutive trial failures: objective raised TypeError: bad c"
+    assert gate.consecutive_failures == 3
+
+
+def test_a_completed_trial_resets_the_count_and_zero_or_none_disables_it():
+    ledger, gate = _failing_gate(2)
+    for i, (trial, status) in enumerate(zip("abc", ["failed", "completed", "failed"], strict=True)):
+        assert isinstance(gate.suggest(trial), dict)
+        _end(ledger, trial, status, time.time() + i, "boom" if status == "failed" else None)
+    assert isinstance(gate.suggest("d"), dict)
+    assert gate.consecutive_failures is None
+    for limit in (0, None):
+        ledger, gate = _failing_gate(limit)
+        for i, trial in enumerate("abcdefgh"):
+            assert isinstance(gate.suggest(trial), dict)
+            _end(ledger, trial, "failed", time.time() + i, "boom")
+
+
+# --------------------------------------------------------------------------- a budget smaller than one trial
+
+
+def _cfg(**fields):
+    from tuner.config import load_config
+
+    return load_config({"objective": "tests.objectives_for_tests:quadratic", "budget_kwh": 1.0,
+                        "search_space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+                        "energy": {"watts_per_core": 10.0}, **fields})
+
+
+def test_no_warning_when_the_budget_fits_a_trial():
+    cfg = _cfg(budget_kwh=0.01, expected_trial_s=60)
+    assert budget_shortfall(cfg, EnergyLedger(cfg.budget_kwh, 10.0, "accuracy")) is None
+
+
+def test_a_budget_under_one_report_interval_of_one_trial_is_flagged():
+    # 2 CPUs x 10 W x 2 s (report interval) = 40 J = 1.11e-5 kWh: gone before the budget can stop the trial
+    cfg = _cfg(budget_kwh=1e-5, resources_per_trial={"cpu": 2})
+    message = budget_shortfall(cfg, EnergyLedger(cfg.budget_kwh, 10.0, "accuracy"))
+    assert message is not None and "\n" not in message
+    assert "budget_kwh 1e-05 kWh is less than one trial is expected to spend (1.11e-05 kWh:" in message
+    assert "2 CPU x 10 W x 2 s, one report interval" in message
+
+
+def test_expected_trial_s_sets_the_estimate():
+    cfg = _cfg(budget_kwh=1e-4, expected_trial_s=60)  # 1 CPU x 10 W x 60 s = 1.67e-4 kWh
+    message = budget_shortfall(cfg, EnergyLedger(cfg.budget_kwh, 10.0, "accuracy"))
+    assert "(0.000167 kWh: 1 CPU x 10 W x 60 s expected_trial_s)" in message
+
+
+def test_a_resumed_study_compares_what_is_left_with_its_median_trial():
+    cfg = _cfg(budget_kwh=1.0)
+    ledger = EnergyLedger(cfg.budget_kwh, 10.0, "accuracy")
+    ledger.observe("a", _beat(0.3, "completed", accuracy=0.5))
+    assert budget_shortfall(cfg, ledger) is None
+    ledger.observe("b", _beat(0.5, "completed", accuracy=0.5))  # 0.2 left, median 0.4
+    assert "0.2 kWh left of budget_kwh is less than the median completed trial (0.4 kWh)" in budget_shortfall(
+        cfg, ledger)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -55,7 +56,7 @@ def test_study_records_trial_and_study_co2(ray_session, tmp_path: Path) -> None:
 
 
 def test_threshold_policy_waits_for_clean_power_and_the_saving_is_booked(
-    ray_session, tmp_path: Path
+    ray_session, tmp_path: Path, capfd: pytest.CaptureFixture
 ) -> None:
     # a trace that is dirty (500 g/kWh) for the next 15 s, then clean (100) for a day
     now = pd.Timestamp.now(tz="UTC").floor("s")
@@ -83,8 +84,18 @@ def test_threshold_policy_waits_for_clean_power_and_the_saving_is_booked(
             "output_dir": tmp_path / "threshold",
         },
         budget_kwh=1.0,
-        progress=False,
+        progress=True,
     )
+    # the console shows the wait as it starts (its length and reason) and as it ends, and the summary
+    # says how long launches waited and why
+    err = capfd.readouterr().err
+    # up to 15 s, less what the study's start-up took
+    assert re.search(r"\[greentune\] carbon: holding trial launches for \d+ s \(until \d\d:\d\d UTC\): "
+                     r"intensity reaches 200 g/kWh in ", err)
+    assert re.search(r"\[greentune\] carbon: launching trials after a \d+ s wait", err)
+    summary = [line for line in result.summary().splitlines() if line.startswith("carbon wait:")]
+    assert summary and "in 1 wait (policy threshold): intensity reaches 200 g/kWh" in summary[0]
+    assert summary[0] in err
     (row,) = result.trials.to_dict("records")
     assert row["status"] == "completed"
     assert row["carbon_intensity_mean"] == pytest.approx(100.0)  # it ran after the wait

@@ -272,3 +272,29 @@ def test_a_feasible_deadline_is_always_met(values, work_min, deadline_h, replan_
         assert launched <= max(T0, gate.deadline - work) + timedelta(minutes=5)
     else:
         assert launched == T0
+
+
+def test_console_shows_a_wait_when_it_starts_while_it_lasts_and_when_it_ends():
+    clock, lines = FakeClock(), []
+    gate, _ = make_gate(day_with(h6=20), clock, work=lambda: H, notify=lines.append)
+    assert gate.suggest("a") is None
+    assert lines == ["[greentune] carbon: holding trial launches for 6 h (until 06:00 UTC): lowest mean "
+                     "intensity over 1 h of work starts in 6 h (saves 80.0%)"]
+    clock.advance(timedelta(seconds=30))
+    assert gate.suggest("a") is None and len(lines) == 1  # nothing new within a minute
+    clock.advance(timedelta(seconds=30))
+    assert gate.suggest("a") is None
+    assert lines[-1] == "[greentune] carbon: launches held for 1 min so far, 5.98 h to go (until 06:00 UTC)"
+    step_until_launch(gate, clock, step=timedelta(minutes=1))
+    assert len(lines) == 2 + 6 * 60 - 1  # one progress line a minute
+    assert lines[-1] == "[greentune] carbon: launching trials after a 6 h wait"
+
+
+def test_console_says_when_the_deadline_ends_the_wait():
+    clock, lines = FakeClock(), []
+    gate, _ = make_gate(day_with(h20=20), clock, work=lambda: 3 * H, deadline=T0 + 24 * H, notify=lines.append)
+    assert gate.suggest("a") is None
+    clock.now = T0 + 21 * H + timedelta(minutes=1)
+    assert gate.suggest("a") is not None
+    assert lines[-2].startswith("[greentune] carbon: deadline near: 3 h of work left")
+    assert lines[-1] == "[greentune] carbon: launching trials after a 21 h wait"

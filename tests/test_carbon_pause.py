@@ -63,6 +63,27 @@ def test_pauses_checkpointed_trials_while_dirty_and_resumes_them_when_clean():
     assert sched.report()["carbon_paused_s"] == pytest.approx(2 * 3600)
 
 
+def test_console_shows_pauses_as_they_happen():
+    clock, lines = FakeClock(), []
+    sched = _scheduler(_series(100, 500, 500, 100, *[100] * 21), clock, level_g_per_kwh=300,
+                       work=lambda: timedelta(hours=2), notify=lines.append)
+    trial = SimpleNamespace(trial_id="t1", status=Trial.RUNNING)
+    controller = _Controller(trial)
+    clock.advance(H)
+    assert sched.on_trial_result(controller, trial, RUNNING) == TrialScheduler.PAUSE
+    assert lines == ["[greentune] carbon: pausing trial t1 at its checkpoint: intensity 500 g/kWh is above "
+                     "300 g/kWh"]
+    trial.status = Trial.PAUSED
+    for _ in range(2):
+        clock.advance(timedelta(seconds=40))
+        assert sched.choose_trial_to_run(controller) is None
+    assert lines[-1] == ("[greentune] carbon: 1 trial paused, the longest for 1 min so far; waiting for "
+                         "intensity under 300 g/kWh (now 500 g/kWh)")
+    clock.now = T0 + 3 * H
+    assert sched.choose_trial_to_run(controller) is trial
+    assert lines[-1] == "[greentune] carbon: resuming trial t1 after 2 h paused (intensity 100 g/kWh)"
+
+
 def test_never_pauses_a_trial_without_a_checkpoint_or_when_the_provider_fails():
     clock = FakeClock(T0 + H)
     trial = SimpleNamespace(trial_id="t1", status=Trial.RUNNING)

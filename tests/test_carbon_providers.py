@@ -292,3 +292,18 @@ def test_policy_wraps_the_searcher_in_a_gate_planning_the_remaining_work(tmp_pat
         )
     # 3 trials left at 2 at a time = 2 rounds of the median 750 s
     assert gate.work() == timedelta(seconds=1500)
+
+
+def test_the_gate_and_the_pause_scheduler_get_the_console() -> None:
+    from ray.tune.search import Searcher
+
+    from tuner.carbon.wiring import gate_searcher, pause_scheduler
+    from tuner.config import load_config
+    from tuner.study.ledger import EnergyLedger
+
+    ledger, start, lines = EnergyLedger(1.0, watts_per_core=10.0, metric="accuracy"), _at(2020, 6, 1, 9), []
+    cfg = load_config({**_study(policy="pause-resume", deadline="24h", threshold_g_per_kwh=300.0),
+                       "max_concurrent_trials": 1})
+    assert gate_searcher(Searcher(), StaticProvider(), cfg, ledger, start, lines.append).notify == lines.append
+    assert pause_scheduler(StaticProvider(), cfg, ledger, start, lines.append).notify == lines.append
+    assert gate_searcher(Searcher(), StaticProvider(), cfg, ledger, start).notify is None

@@ -66,3 +66,25 @@ def test_run_prints_the_front_and_where_mlflow_is(tmp_path: Path):
     assert f"mlflow ui --backend-store-uri sqlite:///{out_dir}/mlflow.db" in proc.stdout
     assert "[greentune] trials:" in proc.stderr  # live progress
     assert (out_dir / "trials.csv").is_file() and (out_dir / "mlflow.db").is_file()
+
+
+def test_version_comes_from_the_installed_distribution(capsys: pytest.CaptureFixture):
+    from importlib.metadata import version
+
+    from tuner import cli
+
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"greentune {version('greentune')}"
+
+
+def test_every_run_option_has_help_and_the_exit_codes_are_listed(capsys: pytest.CaptureFixture):
+    from tuner import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--strategy {bo,grid,random,sobol} search strategy: bo (Ax/BoTorch, the default)" in text
+    assert "--seed SEED seed for the searcher" in text
+    assert "3 stopped after max_consecutive_failures trials failed in a row" in text

@@ -46,6 +46,33 @@ def test_unknown_nested_key_names_the_section():
         load_config({**BASE, "search_space": {"x": {"type": "float", "low": 0, "hgih": 1}}})
 
 
+def test_a_fixed_mapping_is_written_with_type_fixed():
+    """The documented way to pass a mapping unchanged; a bare mapping is refused (it may be a misspelt spec)."""
+    net = {"hidden": 64, "layers": 2, "type": "mlp"}
+    cfg = load_config({**BASE, "search_space": {**SPACE, "net": {"type": "fixed", "value": net}}})
+    assert cfg.fixed == {"net": net}
+    with pytest.raises(ConfigError, match=r"search_space\.net: a parameter spec needs 'type'"):
+        load_config({**BASE, "search_space": {**SPACE, "net": {"hidden": 64}}})
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"tpye": "float", "low": 0, "high": 1}, "unknown key 'tpye'; did you mean 'type'?"),
+        ({"Type": "float", "low": 0, "high": 1}, "unknown key 'Type'; did you mean 'type'?"),
+        ({"typ": "choice", "values": [1, 2]}, "unknown key 'typ'; did you mean 'type'?"),
+        ({"type": "Float", "low": 0, "high": 1}, "type 'Float' is not a parameter type; did you mean 'float'?"),
+        ({"type": "choise", "values": [1, 2]}, "type 'choise' is not a parameter type; did you mean 'choice'?"),
+        ({"values": [1, 2]}, "a parameter spec needs 'type'"),
+    ],
+)
+def test_misspelt_specs_are_errors_not_fixed_values(spec, message):
+    with pytest.raises(ConfigError, match=r"search_space\.lr: ") as err:
+        load_config({**BASE, "search_space": {**SPACE, "lr": spec}})
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("budget", [0, -1, float("nan"), float("inf")])
 def test_budget_must_be_positive(budget):
     with pytest.raises(ConfigError, match="budget_kwh"):
@@ -149,3 +176,11 @@ def test_output_dir_and_tracking_uri_are_absolute(tmp_path: Path, monkeypatch):
 
 def test_study_name_defaults_to_objective_name():
     assert load_config(BASE).study_name == "quadratic"
+
+
+def test_max_consecutive_failures_defaults_to_5_and_0_or_none_disables():
+    assert load_config(BASE).max_consecutive_failures == 5
+    assert load_config({**BASE, "max_consecutive_failures": 0}).max_consecutive_failures == 0
+    assert load_config({**BASE, "max_consecutive_failures": None}).max_consecutive_failures is None
+    with pytest.raises(ConfigError, match="max_consecutive_failures"):
+        load_config({**BASE, "max_consecutive_failures": -1})

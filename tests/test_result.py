@@ -73,3 +73,32 @@ def test_summary_states_energy_and_source():
     result.trials["energy_source"] = "cpu-time-estimate"
     text = result.summary()
     assert "6 (" in text and "cpu-time-estimate" in text and "tuner overhead 0.01" in text
+
+
+def test_summary_says_loudly_when_no_trial_completed():
+    result = _result([("e", "failed", 1, None, 0.001)])
+    result.finish_reason = "energy budget spent"
+    assert result.summary().splitlines()[0] == (
+        "NO TRIAL COMPLETED: the Pareto front is empty (stopped because: energy budget spent)")
+    assert "NO TRIAL" not in _result(ROWS).summary()
+    nothing = _result([])
+    nothing.trials = pd.DataFrame()  # no trial ever started
+    assert nothing.completed.empty and nothing.summary().startswith("NO TRIAL COMPLETED")
+
+
+def test_summary_shows_carbon_waits_and_pauses_and_why():
+    result = _result(ROWS)
+    result.carbon = {"carbon_policy": "threshold", "carbon_waited_s": 5400.0, "carbon_waits": 2,
+                     "carbon_wait_reason": "intensity reaches 300 g/kWh in 1 h",
+                     "carbon_released": "deadline near: 2 h of work left and 2.5 h to the deadline, so launches "
+                                        "no longer wait",
+                     "carbon_pauses": 3, "carbon_paused_s": 720.0}
+    lines = result.summary().splitlines()
+    assert ("carbon wait: trial launches held for 1.5 h in 2 waits (policy threshold): intensity reaches "
+            "300 g/kWh in 1 h; then deadline near: 2 h of work left and 2.5 h to the deadline, so launches no "
+            "longer wait") in lines
+    assert "carbon pauses: 3 pauses of running trials, 12 min of trial time paused" in lines
+    result.carbon = {"carbon_policy": "flexible-start", "carbon_waited_s": 0.0, "carbon_waits": 0}
+    assert "carbon wait: none (policy flexible-start)" in result.summary().splitlines()
+    result.carbon = {}
+    assert "carbon wait" not in result.summary()

@@ -330,3 +330,24 @@ def test_resume_while_the_first_driver_runs_is_refused(ray_session, tmp_path: Pa
             tuner.tune(config, progress=False)
     finally:
         first.lock.release()
+
+
+def test_a_finished_study_in_output_dir_points_to_the_report_not_to_resume(tmp_path: Path):
+    import tuner
+    from tuner.config import ConfigError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    config = {"objective": "tests.objectives_for_tests:quadratic", "budget_kwh": 1.0, "output_dir": out,
+              "search_space": {"x": {"type": "float", "low": 0.0, "high": 1.0}}}
+    (out / "study.json").write_text(json.dumps({"name": "s", "mlflow_run_id": "x", "finished_at": 1.0,
+                                                "finish_reason": "energy budget spent"}))
+    with pytest.raises(ConfigError) as err:
+        tuner.tune(config, progress=False)
+    message = str(err.value)
+    assert "already holds a finished study (energy budget spent)" in message
+    assert f"`greentune report {out}`" in message and "another `name` or `output_dir`" in message
+    assert "resume" not in message
+    with pytest.raises(ConfigError, match=r"already finished \(energy budget spent\); nothing to resume: .*"
+                                          r"another `name` or `output_dir`.*`greentune report "):
+        tuner.tune(config, resume=True, progress=False)

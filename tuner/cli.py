@@ -6,25 +6,46 @@ import argparse
 import signal
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from tuner.carbon.cli import add_commands as add_carbon_commands
 from tuner.carbon.cli import run as run_carbon
 from tuner.config import ConfigError
 from tuner.energy.cli import add_meter_command
+from tuner.errors import GreentuneWarning, NoCompletedTrialWarning
 from tuner.redact import install_log_redaction, redact
 from tuner.reporting.cli import add_report_command, run_report
+
+if TYPE_CHECKING:
+    from tuner.result import TuneResult
+
+
+EXIT_CODES = """exit codes of `greentune run`:
+  0  the study finished with at least one completed trial
+  1  greentune itself failed (the traceback is printed)
+  2  the study was refused before any trial ran (bad config, output_dir in use, ...)
+  3  stopped after max_consecutive_failures trials failed in a row
+  4  the study ended with no completed trial (e.g. a budget smaller than one trial)
+  130, 143  interrupted by Ctrl-C (SIGINT) or SIGTERM; go on with --resume"""
+EXIT_FAILING_TRIALS = 3
+EXIT_NO_COMPLETED_TRIAL = 4
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="greentune", description="Energy-aware hyperparameter tuning.")
+    parser.add_argument("--version", action="version", version=f"greentune {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run a study from a YAML file")
+    run = commands.add_parser("run", help="run a study from a YAML file", epilog=EXIT_CODES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("study", help="path to the study YAML")
     run.add_argument("--budget-kwh", type=float, help="energy budget in kWh (overrides the file)")
     run.add_argument("--max-trials", type=int, help="stop after this many trials")
-    run.add_argument("--strategy", choices=["bo", "grid", "random", "sobol"])
-    run.add_argument("--seed", type=int)
+    run.add_argument("--strategy", choices=["bo", "grid", "random", "sobol"],
+                     help="search strategy: bo (Ax/BoTorch, the default), or the baselines grid, random "
+                          "and sobol (overrides the file)")
+    run.add_argument("--seed", type=int, help="seed for the searcher, for a repeatable search (overrides the file)")
     run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else local)")
     run.add_argument("--output-dir", help="where the study's state, trials and MLflow store go")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -47,21 +68,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     return args.handler(args)
 
 
+def _version() -> str:
+    """The installed ``greentune`` distribution's version (a source tree without one says so)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("greentune")
+    except PackageNotFoundError:
+        from tuner import __version__
+
+        return f"{__version__} (not installed)"
+
+
 def _run(args: argparse.Namespace) -> int:
     from tuner.study import tune
 
     try:
-        result = tune(
-            args.study,
-            budget_kwh=args.budget_kwh,
-            max_trials=args.max_trials,
-            strategy=args.strategy,
-            seed=args.seed,
-            address=args.address,
-            output_dir=args.output_dir,
-            progress=not args.quiet,
-            resume=args.resume,
-        )
+        with warnings.catch_warnings():
+            _show_warnings_on_one_line()
+            result = tune(
+                args.study,
+                budget_kwh=args.budget_kwh,
+                max_trials=args.max_trials,
+                strategy=args.strategy,
+                seed=args.seed,
+                address=args.address,
+                output_dir=args.output_dir,
+                progress=not args.quiet,
+                resume=args.resume,
+            )
     except ConfigError as exc:
         print(f"greentune: {one_line(exc)}", file=sys.stderr)
         return 2
@@ -79,6 +114,36 @@ def _run(args: argparse.Namespace) -> int:
         print(f"\nthe study was {result.finish_reason}; go on with:\n  greentune run {args.study} --resume"
               + (f" --output-dir {args.output_dir}" if args.output_dir else ""), file=sys.stderr)
         return 128 + (signal.SIGTERM if "SIGTERM" in str(result.finish_reason) else signal.SIGINT)
+    return _exit_code(result)
+
+
+def _show_warnings_on_one_line() -> None:
+    """greentune's own warnings as ``greentune: warning: ...`` lines, each time they occur
+    (inside ``warnings.catch_warnings()``); an empty front is said by the exit line instead."""
+    original = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        if issubclass(category, GreentuneWarning):
+            print(f"greentune: warning: {one_line(message)}", file=sys.stderr, flush=True)  # type: ignore[arg-type]
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    warnings.simplefilter("always", GreentuneWarning)
+    warnings.simplefilter("ignore", NoCompletedTrialWarning)
+
+
+def _exit_code(result: TuneResult) -> int:
+    """0, or (with one line on stderr) 3: stopped by ``max_consecutive_failures``;
+    4: the study ended with no completed trial, so it found nothing."""
+    if result.consecutive_failures is not None:
+        print(f"greentune: stopped: {one_line(result.finish_reason or '')}", file=sys.stderr)
+        return EXIT_FAILING_TRIALS
+    if result.completed.empty:
+        why = one_line(result.finish_reason or "no reason recorded")
+        print(f"greentune: no trial completed ({why}); the Pareto front is empty", file=sys.stderr)
+        return EXIT_NO_COMPLETED_TRIAL
     return 0
 
 

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -117,10 +118,48 @@ class Fixed(_Strict):
     """A constant passed to every trial unchanged."""
 
     type: Literal["fixed"]
-    value: Any = Field(description="Any value; a plain value in the search space is shorthand for this.")
+    value: Any = Field(
+        description="Any value. A plain scalar or list in the search space is shorthand for this; "
+        "a mapping must be written this way."
+    )
 
 
-Parameter = Annotated[FloatRange | IntRange | Choice | Fixed, Field(discriminator="type")]
+_PARAMETER_KINDS = {"float": FloatRange, "int": IntRange, "choice": Choice, "fixed": Fixed}
+_SPEC_KEYS = sorted({key for model in _PARAMETER_KINDS.values() for key in model.model_fields})
+_FIXED_MAPPING = "a fixed mapping is written {type: fixed, value: {...}}"
+
+
+def _as_parameter_spec(value: Any) -> Any:
+    """A parameter's spec, checked before pydantic picks its kind by ``type``.
+
+    Plain scalars and lists are shorthand for fixed values. A mapping is always a spec and
+    must say its ``type``: read as a fixed value, a misspelt spec (``{tpye: float, ...}``)
+    would reach every trial as a dict, and every trial would fail and spend energy for
+    nothing. A mapping meant as a fixed value is written ``{type: fixed, value: {...}}``.
+    """
+    if isinstance(value, BaseModel):
+        return value
+    if not isinstance(value, Mapping):
+        return {"type": "fixed", "value": value}
+    if "type" not in value:
+        near = [(key, hint[0]) for key in value if key not in _SPEC_KEYS
+                for hint in [difflib.get_close_matches(str(key).lower(), _SPEC_KEYS, n=1, cutoff=0.6)] if hint]
+        near.sort(key=lambda pair: pair[1] != "type")  # a misspelt ``type`` is the one that matters
+        hint = f"unknown key '{near[0][0]}'; did you mean '{near[0][1]}'? " if near else ""
+        raise ValueError(f"{hint}a parameter spec needs 'type' (one of {', '.join(_PARAMETER_KINDS)}); "
+                         f"{_FIXED_MAPPING.replace('{...}', '...')}")
+    kind = value["type"]
+    if not isinstance(kind, str) or kind not in _PARAMETER_KINDS:
+        hint = difflib.get_close_matches(str(kind).lower(), list(_PARAMETER_KINDS), n=1, cutoff=0.5)
+        suggestion = f"did you mean '{hint[0]}'? " if hint else ""
+        raise ValueError(f"type '{kind}' is not a parameter type; {suggestion}"
+                         f"use one of {', '.join(_PARAMETER_KINDS)}")
+    return value
+
+
+Parameter = Annotated[
+    FloatRange | IntRange | Choice | Fixed, Field(discriminator="type"), BeforeValidator(_as_parameter_spec)
+]
 
 
 _MAX_INT_BOUND = 2**53  # integers beyond this are not exact as floats, which the optimiser uses
@@ -135,15 +174,6 @@ def _check_range(low: float, high: float, log: bool) -> None:
         raise ValueError(f"low ({low}) must be less than high ({high}); use type: fixed for a constant")
     if log and low <= 0:
         raise ValueError(f"a log-scale range needs low > 0, got {low}")
-
-
-def _as_parameter_spec(value: Any) -> Any:
-    """Plain scalars and lists in YAML are shorthand for fixed values."""
-    if isinstance(value, Mapping) and "type" in value:
-        return value
-    if isinstance(value, BaseModel):
-        return value
-    return {"type": "fixed", "value": value}
 
 
 # --------------------------------------------------------------------------- sections
@@ -384,6 +414,14 @@ class StudyConfig(_Strict):
     max_concurrent_trials: int | None = Field(
         None, ge=1, description="Default: as many as the resources allow."
     )
+    expected_trial_s: float | None = Field(
+        None, gt=0, description="Your estimate of one trial's wall time, in s: greentune warns before the "
+        "study when the budget cannot pay for one such trial (at `resources_per_trial.cpu` x watts per core)."
+    )
+    max_consecutive_failures: int | None = Field(
+        5, ge=0, description="Stop launching trials after this many failed in a row (Ray Tune's fail_fast, "
+        "with room for a few bad configs); 0 or null: never. See [faults](faults.md#trials-that-keep-failing)."
+    )
     resources_per_trial: Resources = Field(Resources(), description="What Ray reserves for each trial.")
     reuse_trial_processes: bool = Field(
         True,
@@ -426,7 +464,7 @@ class StudyConfig(_Strict):
     def _expand_shorthand(cls, value: Any) -> Any:
         if not isinstance(value, Mapping) or not value:
             raise ValueError("search_space must be a non-empty mapping of parameter name to spec")
-        return {str(k): _as_parameter_spec(v) for k, v in value.items()}
+        return {str(k): v for k, v in value.items()}
 
     @field_validator("search_space")
     @classmethod

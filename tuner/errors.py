@@ -59,3 +59,11 @@ class GreentuneWarning(UserWarning):
 
 class GridSizeWarning(GreentuneWarning):
     """A grid study has more points than will run (or than is sensible)."""
+
+
+class BudgetWarning(GreentuneWarning):
+    """The budget looks too small for even one trial; said before any trial starts."""
+
+
+class NoCompletedTrialWarning(GreentuneWarning):
+    """A study ended without one completed trial: its Pareto front is empty."""

@@ -48,6 +48,8 @@ class TuneResult:
     output_dir: Path | None = None
     pue: float = 1.0
     finish_reason: str | None = None
+    # set when ``max_consecutive_failures`` stopped the study: how many trials failed in a row
+    consecutive_failures: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     # CO2 (kg, PUE included) as run, and had every trial started at once at the study's
     # start; ``carbon`` adds the provider, the signal, the mean intensity and any fallback
@@ -74,6 +76,7 @@ class TuneResult:
             total_energy_kwh=float(total), overhead_kwh=overhead, param_names=list(config.search_space),
             mlflow_run_id=state.get("mlflow_run_id"), tracking_uri=state.get("tracking_uri"),
             output_dir=output_dir, pue=config.pue, finish_reason=state.get("finish_reason"),
+            consecutive_failures=state.get("consecutive_failures"),
             extra=dict(state.get("extra") or {}),
             co2_kg=float(co2) if isinstance(co2, (int, float)) and math.isfinite(co2) else None,
             co2_counterfactual_kg=state.get("co2_counterfactual_kg"),
@@ -88,7 +91,8 @@ class TuneResult:
             "total_energy_kwh": self.total_energy_kwh, "overhead_kwh": self.overhead_kwh,
             "co2_kg": self.co2_kg, "co2_counterfactual_kg": self.co2_counterfactual_kg,
             **{k: v for k, v in self.carbon.items() if isinstance(v, (str, int, float))},
-            "finish_reason": self.finish_reason, "mlflow_run_id": self.mlflow_run_id,
+            "finish_reason": self.finish_reason, "consecutive_failures": self.consecutive_failures,
+            "mlflow_run_id": self.mlflow_run_id,
             "tracking_uri": self.tracking_uri, "extra": self.extra,
         }
 
@@ -99,6 +103,8 @@ class TuneResult:
 
     @property
     def completed(self) -> pd.DataFrame:
+        if "status" not in self.trials:  # no trial ever started
+            return self.trials
         return self.trials[self.trials["status"] == TrialStatus.COMPLETED]
 
     @property
@@ -157,8 +163,12 @@ class TuneResult:
 
     def summary(self) -> str:
         """A short, printable account of the study."""
-        counts = self.trials["status"].value_counts().to_dict() if not self.trials.empty else {}
-        lines = [
+        counts = self.trials["status"].value_counts().to_dict() if "status" in self.trials else {}
+        lines = []
+        if self.completed.empty:  # first, so that it cannot be missed
+            lines.append(f"NO TRIAL COMPLETED: the Pareto front is empty (stopped because: "
+                         f"{self.finish_reason or 'no reason recorded'})")
+        lines += [
             f"trials: {len(self.trials)} ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))})",
             f"energy: {self.total_energy_kwh:.6g} kWh of {self.budget_kwh:.6g} kWh budget "
             f"(trials {self.total_energy_kwh - self.overhead_kwh:.6g}, tuner overhead {self.overhead_kwh:.6g})",
@@ -177,9 +187,36 @@ class TuneResult:
             lines.append(line)
             if self.carbon.get("carbon_fallback"):
                 lines.append(f"carbon fallback: {self.carbon['carbon_fallback']}")
+        lines += self._carbon_schedule_lines()
         if self.finish_reason:
             lines.append(f"stopped because: {self.finish_reason}")
         return "\n".join(lines)
+
+    def _carbon_schedule_lines(self) -> list[str]:
+        """How long the carbon policy held launches or paused trials, and why."""
+        carbon, lines = self.carbon, []
+        policy = carbon.get("carbon_policy")
+        if policy:
+            waited, waits = float(carbon.get("carbon_waited_s") or 0.0), int(carbon.get("carbon_waits") or 0)
+            if waited > 0 or waits:
+                waits = max(waits, 1)  # a wait still under way counts
+                line = (f"carbon wait: trial launches held for {duration_text(waited)} in {waits} "
+                        f"wait{'s' if waits != 1 else ''} (policy {policy})")
+                if carbon.get("carbon_wait_reason"):
+                    line += f": {carbon['carbon_wait_reason']}"
+            else:
+                line = f"carbon wait: none (policy {policy})"
+            if carbon.get("carbon_released"):
+                line += f"; then {carbon['carbon_released']}"
+            lines.append(line)
+        pauses = int(carbon.get("carbon_pauses") or 0)
+        if pauses:
+            line = (f"carbon pauses: {pauses} pause{'s' if pauses != 1 else ''} of running trials, "
+                    f"{duration_text(float(carbon.get('carbon_paused_s') or 0.0))} of trial time paused")
+            if carbon.get("carbon_pause_released"):
+                line += f"; then {carbon['carbon_pause_released']}"
+            lines.append(line)
+        return lines
 
     def plot_pareto(self) -> PlotlyFigure:
         """Interactive metric-vs-kWh plot of every trial, the front and the knee (plotly)."""
@@ -226,6 +263,15 @@ class TuneResult:
         table = front[cols].copy()
         table.insert(0, "knee", ["*" if knee is not None and idx == knee.name else "" for idx in table.index])
         return table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def duration_text(seconds: float) -> str:
+    """A duration for a console line: ``45 s``, ``12 min``, ``1.5 h``, ``5.98 h``."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.3g} h"
 
 
 def _unit(values: np.ndarray) -> np.ndarray:

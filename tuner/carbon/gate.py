@@ -21,6 +21,7 @@ from ray.tune.search import Searcher
 
 from tuner.carbon.base import IntensityProvider
 from tuner.carbon.schedule import SchedulePolicy, StartPlan, plan_start
+from tuner.result import duration_text
 
 logger = logging.getLogger(__name__)
 
@@ -72,12 +73,16 @@ class CarbonGate(Searcher):
             assumed_work=timedelta(hours=1),  # planned with while ``work`` answers None
             clock=utc_now,              # injectable: returns an aware UTC datetime
             replan_every=timedelta(minutes=15),  # re-query the provider at most this often
+            notify=None,                # or a callable taking console lines (the study prints them)
+            notify_every=timedelta(seconds=60),  # a progress line this often while waiting
         )
 
     For a provider without a forecast API, pass ``HistoryForecast(provider)`` and
     ``SchedulePolicy(min_saving=HISTORY_MIN_SAVING)`` (see :mod:`tuner.carbon.forecast`).
     A provider that raises never stops the study: the gate logs a warning and launches.
     ``waits`` (and ``waited_s``, ``report()``) record how long it held back and why.
+    ``notify`` hears a line when a wait starts (its reason and planned length), one every
+    ``notify_every`` while it lasts, and one when launches go on.
     """
 
     def __init__(
@@ -91,6 +96,8 @@ class CarbonGate(Searcher):
         assumed_work: timedelta = timedelta(hours=1),
         clock: Clock = utc_now,
         replan_every: timedelta = timedelta(minutes=15),
+        notify: Callable[[str], None] | None = None,
+        notify_every: timedelta = timedelta(seconds=60),
     ) -> None:
         super().__init__(metric=None, mode=None)
         if deadline.tzinfo is None:
@@ -107,6 +114,9 @@ class CarbonGate(Searcher):
         self.assumed_work = assumed_work
         self.clock = clock
         self.replan_every = replan_every
+        self.notify = notify
+        self.notify_every = notify_every
+        self._said_at: datetime | None = None
         self.plan: StartPlan | None = None
         self.planned_at: datetime | None = None
         self.plans = 0
@@ -121,7 +131,7 @@ class CarbonGate(Searcher):
     def __getstate__(self) -> dict[str, Any]:
         """Ray pickles the Tuner's searcher for ``Tuner.restore``; greentune resumes from its
         own ledger, so the live provider (an HTTP session) and callables stay behind."""
-        return {k: (None if k in ("provider", "work", "clock") else v) for k, v in self.__dict__.items()}
+        return {k: (None if k in ("provider", "work", "clock", "notify") else v) for k, v in self.__dict__.items()}
 
     # ------------------------------------------------------------------ the decision
 
@@ -130,9 +140,25 @@ class CarbonGate(Searcher):
         if self.policy.kind != "none" and not self._may_launch(now):
             if self._waiting_since is None:
                 self._waiting_since, self._wait_reason = now, self.plan.reason
+                self._say(now, f"holding trial launches for {duration_text(self._left(now))} "
+                               f"(until {self.plan.start:%H:%M} UTC): {self.plan.reason}")
+            elif self._said_at is not None and now - self._said_at >= self.notify_every:
+                self._say(now, f"launches held for {duration_text((now - self._waiting_since).total_seconds())} "
+                               f"so far, {duration_text(self._left(now))} to go (until {self.plan.start:%H:%M} UTC)")
             return None
+        if self._waiting_since is not None:
+            self._say(now, "launching trials after a "
+                           f"{duration_text((now - self._waiting_since).total_seconds())} wait")
         self._end_wait(now)
         return self.inner.suggest(trial_id)
+
+    def _left(self, now: datetime) -> float:
+        return max((self.plan.start - now).total_seconds(), 0.0) if self.plan else 0.0
+
+    def _say(self, now: datetime, text: str) -> None:
+        self._said_at = now
+        if self.notify is not None:
+            self.notify(f"[greentune] carbon: {text}")
 
     def _may_launch(self, now: datetime) -> bool:
         if self.released_reason is not None:
@@ -143,6 +169,7 @@ class CarbonGate(Searcher):
             self.released_reason = (
                 f"deadline near: {_h(work)} h of work left and {_h(self.deadline - now)} h to "
                 "the deadline, so launches no longer wait")
+            self._say(now, self.released_reason)
             return True
         if self.planned_at is None or now - self.planned_at >= self.replan_every:
             self.plan = self._plan(now, work)

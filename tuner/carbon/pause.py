@@ -27,13 +27,14 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from tuner.carbon.base import IntensityProvider
 from tuner.carbon.gate import Clock, utc_now
+from tuner.result import duration_text
 from tuner.study.record import TrialReport, TrialStatus
 
 if TYPE_CHECKING:
     from tuner.study.ledger import EnergyLedger
 
 logger = logging.getLogger(__name__)
-_LIVE = frozenset({"provider", "ledger", "work", "clock"})
+_LIVE = frozenset({"provider", "ledger", "work", "clock", "notify"})
 
 
 class CarbonPauseScheduler(FIFOScheduler):
@@ -41,7 +42,9 @@ class CarbonPauseScheduler(FIFOScheduler):
 
     ``level_g_per_kwh`` is the threshold, or ``percentile`` of the forecast up to the
     deadline sets it (re-read every ``replan_every``). ``work`` estimates the wall time
-    the study still needs (``None``: unknown, ``assumed_work`` is used).
+    the study still needs (``None``: unknown, ``assumed_work`` is used). ``notify`` hears a
+    line when a trial is paused (the intensity and the level), one every ``notify_every``
+    while trials stay paused, and one when a trial resumes.
     """
 
     def __init__(
@@ -57,6 +60,8 @@ class CarbonPauseScheduler(FIFOScheduler):
         replan_every: timedelta = timedelta(minutes=15),
         check_every: timedelta = timedelta(seconds=2),
         ledger: EnergyLedger | None = None,
+        notify: Callable[[str], None] | None = None,
+        notify_every: timedelta = timedelta(seconds=60),
     ) -> None:
         super().__init__()
         if (level_g_per_kwh is None) == (percentile is None):
@@ -80,6 +85,10 @@ class CarbonPauseScheduler(FIFOScheduler):
         self.released_reason: str | None = None
         self._level: float | None = level_g_per_kwh
         self._level_at: datetime | None = None
+        self._reading: tuple[float, float] | None = None  # the last (intensity, level) read
+        self.notify = notify
+        self.notify_every = notify_every
+        self._said_at: datetime | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         """Ray pickles the Tuner's scheduler for ``Tuner.restore``; greentune resumes from its
@@ -105,6 +114,7 @@ class CarbonPauseScheduler(FIFOScheduler):
             logger.warning("carbon: no intensity from %s (%s: %s); not pausing",
                            getattr(self.provider, "name", self.provider), type(exc).__name__, exc)
             return False
+        self._reading = (intensity, level)
         return math.isfinite(intensity) and intensity > level
 
     def _released(self, now: datetime) -> bool:
@@ -113,6 +123,8 @@ class CarbonPauseScheduler(FIFOScheduler):
         if now >= self.deadline - left:
             self.released_reason = (f"deadline near: {left.total_seconds() / 3600:.2f} h of work left, "
                                     "so trials are no longer paused")
+            if self.pauses:  # only news to whoever saw trials paused
+                self._say(now, self.released_reason)
             return True
         return False
 
@@ -146,6 +158,7 @@ class CarbonPauseScheduler(FIFOScheduler):
         if self.ledger is not None:
             self.ledger.pause(trial.trial_id, self.pauses[trial.trial_id])
         logger.info("carbon: pausing trial %s (intensity above the threshold)", trial.trial_id)
+        self._say(now, f"pausing trial {trial.trial_id} at its checkpoint: {self._intensity_text()}")
         return TrialScheduler.PAUSE
 
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
@@ -154,13 +167,46 @@ class CarbonPauseScheduler(FIFOScheduler):
         paused = [t for t in trials if t.status == Trial.PAUSED]
         if paused and not self.dirty():
             trial = paused[0]
+            now = self.clock()
             since = self.paused_since.pop(trial.trial_id, None)
             if since is not None:
-                self.paused_s += (self.clock() - since).total_seconds()
+                self.paused_s += (now - since).total_seconds()
+                if self.released_reason is not None:
+                    why = "the deadline is near"
+                elif self._reading is not None:
+                    why = f"intensity {self._reading[0]:.0f} g/kWh"
+                else:
+                    why = "the grid is clean again"
+                self._say(now, f"resuming trial {trial.trial_id} after "
+                               f"{duration_text((now - since).total_seconds())} paused ({why})")
             if self.ledger is not None:
                 self.ledger.unpause(trial.trial_id, self.pauses.get(trial.trial_id, 0))
             return trial
+        if paused and self.paused_since:
+            self._progress(len(paused))
         return next((t for t in trials if t.status == Trial.PENDING), None)
+
+    # ------------------------------------------------------------------ the console
+
+    def _progress(self, n_paused: int) -> None:
+        now = self.clock()
+        if self._said_at is None or now - self._said_at < self.notify_every:
+            return
+        longest = (now - min(self.paused_since.values())).total_seconds()
+        level = f" under {self._reading[1]:.0f} g/kWh (now {self._reading[0]:.0f} g/kWh)" if self._reading else ""
+        self._say(now, f"{n_paused} trial{'s' if n_paused != 1 else ''} paused, the longest for "
+                       f"{duration_text(longest)} so far; waiting for intensity{level}")
+
+    def _intensity_text(self) -> str:
+        if self._reading is None:
+            return "intensity above the threshold"
+        intensity, level = self._reading
+        return f"intensity {intensity:.0f} g/kWh is above {level:.0f} g/kWh"
+
+    def _say(self, now: datetime, text: str) -> None:
+        self._said_at = now
+        if self.notify is not None:
+            self.notify(f"[greentune] carbon: {text}")
 
     # ------------------------------------------------------------------ reporting
 

@@ -32,8 +32,10 @@ def gate_searcher(
     cfg: StudyConfig,
     ledger: EnergyLedger,
     study_start: datetime,
+    notify: Callable[[str], None] | None = None,
 ) -> Searcher:
-    """``searcher``, wrapped in a CarbonGate when the policy schedules launches."""
+    """``searcher``, wrapped in a CarbonGate when the policy schedules launches; ``notify``
+    hears its console lines (a wait starting, going on, ending)."""
     carbon = cfg.carbon
     if carbon.policy == "none":
         return searcher
@@ -58,13 +60,16 @@ def gate_searcher(
         deadline=study_start + timedelta(seconds=carbon.deadline_s),
         policy=policy,
         work=_work_left(cfg, ledger),
+        notify=notify,
     )
 
 
 def pause_scheduler(
-    provider: IntensityProvider, cfg: StudyConfig, ledger: EnergyLedger, study_start: datetime
+    provider: IntensityProvider, cfg: StudyConfig, ledger: EnergyLedger, study_start: datetime,
+    notify: Callable[[str], None] | None = None,
 ) -> Any:
-    """The Ray Tune scheduler that pauses trials for ``pause-resume``, else ``None`` (Tune's FIFO)."""
+    """The Ray Tune scheduler that pauses trials for ``pause-resume``, else ``None`` (Tune's FIFO);
+    ``notify`` hears its console lines (trials paused, still paused, resumed)."""
     carbon = cfg.carbon
     if carbon.policy != "pause-resume":
         return None
@@ -78,6 +83,7 @@ def pause_scheduler(
         percentile=carbon.threshold_percentile,
         work=_work_left(cfg, ledger),
         ledger=ledger,
+        notify=notify,
     )
 
 

@@ -9,15 +9,51 @@ that Pareto early stopping gives up on.
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 from ray.tune import Stopper
 from ray.tune.search import Searcher
 
+from tuner.energy import J_PER_KWH
 from tuner.search.base import GreentuneSearcher, Outcome
 from tuner.search.early_stopping import ParetoEarlyStopping
 from tuner.study.ledger import EnergyLedger
 from tuner.study.record import TrialStatus
+
+if TYPE_CHECKING:
+    from tuner.config import StudyConfig
+
+
+def budget_shortfall(cfg: StudyConfig, ledger: EnergyLedger) -> str | None:
+    """Why the budget left looks too small for one trial (one line), or ``None`` if it fits.
+
+    Before any trial has completed, one trial is estimated from what is known: its CPUs x
+    the ledger's watts per core x ``expected_trial_s`` if given, and never less than one
+    ``report_interval_s``, since the budget cannot stop a trial before its first heartbeat.
+    GPU power is not known before a trial, so a GPU trial spends more than this. Once
+    trials have completed (a resumed study), their median energy is the estimate.
+    """
+    left = ledger.budget_kwh - ledger.total_kwh
+    median = ledger.expected_trial_kwh
+    if median is not None:
+        if left >= median:
+            return None
+        return (f"{left:.3g} kWh left of budget_kwh is less than the median completed trial ({median:.3g} kWh); "
+                "no further trial is likely to complete")
+    cpus, watts = cfg.resources_per_trial.cpu or 1.0, ledger.watts_per_core
+    interval = cfg.energy.report_interval_s
+    if cfg.expected_trial_s is not None and cfg.expected_trial_s > interval:
+        seconds, what = cfg.expected_trial_s, " expected_trial_s"
+    else:
+        seconds, what = interval, ", one report interval: the budget cannot stop a trial sooner"
+    trial_kwh = cpus * watts * seconds / J_PER_KWH
+    if left >= trial_kwh:
+        return None
+    spent = "" if ledger.total_kwh == 0 else f" ({left:.3g} kWh left)"
+    return (f"budget_kwh {ledger.budget_kwh:.3g} kWh{spent} is less than one trial is expected to spend "
+            f"({trial_kwh:.3g} kWh: {cpus:g} CPU x {watts:.3g} W x {seconds:.3g} s{what}); the study will "
+            "likely end with no completed trial: raise budget_kwh")
 
 
 class BudgetGate(Searcher):
@@ -26,15 +62,23 @@ class BudgetGate(Searcher):
     While trials are still running, the answer is "wait" (``None``): one of them may
     finish under its expected energy and leave room. With nothing running and no room,
     the search is ``FINISHED``, and :attr:`finish_reason` says why.
+
+    Fail fast: once the ledger holds ``max_consecutive_failures`` failed trials in a row
+    (counted from this gate's start, so that a resumed study whose cause was fixed starts
+    afresh), no trial starts any more; running ones finish. ``0`` or ``None`` never stops.
     """
 
-    def __init__(self, inner: GreentuneSearcher, ledger: EnergyLedger, max_trials: int | None) -> None:
+    def __init__(self, inner: GreentuneSearcher, ledger: EnergyLedger, max_trials: int | None,
+                 max_consecutive_failures: int | None = None) -> None:
         # No metric towards Ray: heartbeats carry energy only, and Ray would reject them.
         super().__init__(metric=None, mode=None)
         self.inner = inner
         self.ledger = ledger
         self.max_trials = max_trials
+        self.max_consecutive_failures = max_consecutive_failures or None
+        self.started_at = time.time()
         self.finish_reason: str | None = None
+        self.consecutive_failures: int | None = None  # set when the failures stopped the study
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True
@@ -42,6 +86,8 @@ class BudgetGate(Searcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.ledger.interrupted_by is not None:
             return self._finish(f"interrupted by {self.ledger.interrupted_by}")
+        if self.consecutive_failures is not None or self._failing():
+            return self._finish("")
         if self.max_trials is not None and self.ledger.n_trials >= self.max_trials:
             return self._finish("max_trials reached")
         if not self.ledger.can_start_trial():
@@ -54,6 +100,19 @@ class BudgetGate(Searcher):
         if isinstance(params, dict):
             self.ledger.start(trial_id, params)
         return params
+
+    def _failing(self) -> bool:
+        """Whether the last ``max_consecutive_failures`` finished trials all failed; if so,
+        the reason names how many and the last error's first line."""
+        if self.max_consecutive_failures is None:
+            return False
+        streak = self.ledger.failure_streak(since=self.started_at)
+        if len(streak) < self.max_consecutive_failures:
+            return False
+        self.consecutive_failures = len(streak)
+        error = (streak[-1].error or "no error recorded").strip().splitlines() or ["no error recorded"]
+        self.finish_reason = f"{len(streak)} consecutive trial failures: {_shorten(error[0])}"
+        return True
 
     def _finish(self, reason: str) -> str:
         self.finish_reason = self.finish_reason or reason
@@ -100,3 +159,7 @@ class StudyStopper(Stopper):
 
     def stop_all(self) -> bool:
         return self.ledger.should_stop() or self.ledger.interrupted_by is not None
+
+
+def _shorten(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

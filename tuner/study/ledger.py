@@ -268,6 +268,20 @@ class EnergyLedger:
     def running(self) -> list[TrialRecord]:
         return [r for r in self._records.values() if not r.final]
 
+    def failure_streak(self, since: float | None = None) -> list[TrialRecord]:
+        """The trials that failed, in the order they ended, since the last finished trial that
+        did not fail (or since ``since``, a time.time()): what ``max_consecutive_failures``
+        counts. Interrupted trials (a dead driver's) neither count nor break the streak."""
+        ended = sorted((r for r in self._records.values() if r.final and r.status is not TrialStatus.INTERRUPTED
+                        and (since is None or (r.ended_at or 0.0) >= since)),
+                       key=lambda r: r.ended_at or 0.0)
+        streak: list[TrialRecord] = []
+        for record in reversed(ended):
+            if record.status is not TrialStatus.FAILED:
+                break
+            streak.append(record)
+        return streak[::-1]
+
     def can_start_trial(self) -> bool:
         """Whether one more trial of the expected energy fits in what is left.
 

@@ -13,18 +13,19 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from tuner.config import ConfigError, StudyConfig, config_dump, load_config
 from tuner.energy import driver_watts_per_core
-from tuner.errors import OutputWriteError
+from tuner.errors import BudgetWarning, NoCompletedTrialWarning, OutputWriteError
 from tuner.pareto import pareto_mask
 from tuner.redact import protect_study
 from tuner.result import TuneResult
 from tuner.search import make_searcher
 from tuner.search.ax_searcher import quiet_ax_logging
-from tuner.study.budget import BudgetGate, StudyStopper
+from tuner.study.budget import BudgetGate, StudyStopper, budget_shortfall
 from tuner.study.callback import StudyCallback
 from tuner.study.files import StudyFiles, trials_frame
 from tuner.study.launch import check_power_limits, ensure_ray, run_ray_tune, shippable_objective
@@ -151,16 +152,20 @@ class Study:
         from tuner.carbon.wiring import gate_report, gate_searcher, pause_scheduler, utc
 
         cfg, ledger = self.config, self.ledger
-        gate = BudgetGate(self.searcher, ledger, cfg.max_trials)
+        gate = BudgetGate(self.searcher, ledger, cfg.max_trials, cfg.max_consecutive_failures)
         study_start = float(self.state["started_at"])  # a resumed study keeps its start and its deadline
         accountant = CarbonAccountant(self.carbon_provider, cfg.pue, study_start=study_start)
-        launcher = gate_searcher(gate, self.carbon_provider, cfg, ledger, utc(study_start))
-        pauser = pause_scheduler(self.carbon_provider, cfg, ledger, utc(study_start))
+        notify = _console if progress else None  # carbon waits and pauses, as they happen
+        launcher = gate_searcher(gate, self.carbon_provider, cfg, ledger, utc(study_start), notify)
+        pauser = pause_scheduler(self.carbon_provider, cfg, ledger, utc(study_start), notify)
         callback = StudyCallback(ledger, self.tracker, self.front_size, self.persist, 10.0 if progress else None,
                                  carbon=accountant, save_ledger=self.save_ledger)
         try:
             if self.resumed:
                 self._record_restored(callback, progress)
+            shortfall = budget_shortfall(cfg, ledger)
+            if shortfall:
+                warnings.warn(shortfall, BudgetWarning, stacklevel=2)
             with ending_on_signals(ledger):
                 try:
                     run_ray_tune(cfg, self.objective, launcher, self._stopper(), callback, self.files.directory,
@@ -175,12 +180,20 @@ class Study:
             carbon = {**_study_carbon(accountant, ledger), **gate_report(launcher), **gate_report(pauser)}
             if ledger.interrupted_by:
                 finish_reason = f"interrupted by {ledger.interrupted_by}"
+            elif gate.consecutive_failures is not None:  # it stopped launching first; say so, not what followed
+                self.state["consecutive_failures"] = gate.consecutive_failures
+                finish_reason = gate.finish_reason
             else:
                 finish_reason = "energy budget spent" if ledger.stopped_at else gate.finish_reason
+                if finish_reason is None and cfg.max_trials is not None and ledger.n_trials >= cfg.max_trials:
+                    finish_reason = "max_trials reached"  # Ray stopped asking the gate at num_samples
             result = self._finish(carbon, finish_reason)
         finally:
             if self.lock is not None:
                 self.lock.release()
+        if result.completed.empty and not result.interrupted:
+            warnings.warn(f"no trial completed ({finish_reason or 'no reason recorded'}); the Pareto front is empty",
+                          NoCompletedTrialWarning, stacklevel=2)
         if progress:
             print(result.summary(), file=sys.stderr, flush=True)
         return result
@@ -309,6 +322,10 @@ class Study:
             trials.loc[unbooked, "mlflow_run_id"] = trials.loc[unbooked, "trial_id"].map(late)
 
 
+def _console(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def _study_carbon(accountant: Any, ledger: EnergyLedger) -> dict[str, Any]:
     """Study CO2 totals and where the intensity came from; empty if accounting failed."""
     try:
@@ -329,8 +346,15 @@ def _previous_study(cfg: StudyConfig, files: StudyFiles, resume: bool) -> dict[s
     out = files.directory
     if not resume:
         if files.state.exists():
+            state = _read_state_quietly(files)
+            if state.get("finished_at"):  # nothing to resume: --resume would refuse it
+                why = f" ({state['finish_reason']})" if state.get("finish_reason") else ""
+                raise ConfigError(
+                    f"output_dir '{out}' already holds a finished study{why}; choose another `name` or "
+                    f"`output_dir` for a new one, or see its results with `greentune report {out}`"
+                )
             raise ConfigError(
-                f"output_dir '{out}' already holds a study; resume it with `--resume` "
+                f"output_dir '{out}' already holds a study that did not finish; resume it with `--resume` "
                 "(tune(..., resume=True)), or choose another `name` or `output_dir`"
             )
         return None
@@ -341,7 +365,10 @@ def _previous_study(cfg: StudyConfig, files: StudyFiles, resume: bool) -> dict[s
         raise ConfigError(f"cannot resume '{out}': {files.ledger.name} is missing but trials were recorded; "
                           "resuming would count their energy again")
     if state.get("finished_at"):
-        raise ConfigError(f"the study in '{out}' already finished ({state.get('finish_reason')}); nothing to resume")
+        why = f" ({state['finish_reason']})" if state.get("finish_reason") else ""
+        raise ConfigError(f"the study in '{out}' already finished{why}; nothing to resume: "
+                          f"choose another `name` or `output_dir` for a new one, or see its results with "
+                          f"`greentune report {out}`")
     before = state.get("config") or {}
     now = config_dump(cfg)
     changed = [name for name in _SAME_STUDY_FIELDS if name in before and before[name] != now.get(name)]
@@ -362,6 +389,15 @@ def _with_stored_reference(cfg: StudyConfig, previous: dict[str, Any]) -> StudyC
     merged = ReferencePoint(metric=current.metric if current.metric is not None else stored.get("metric"),
                             energy_kwh=current.energy_kwh if current.energy_kwh is not None else stored.get("energy_kwh"))
     return cfg if merged == current else cfg.model_copy(update={"reference_point": merged})
+
+
+def _read_state_quietly(files: StudyFiles) -> dict[str, Any]:
+    """``study.json`` for an error message: an unreadable one reads as a study that did not finish."""
+    try:
+        state = files.read_state()
+    except Exception:  # noqa: BLE001 - the refusal stands either way; only its advice differs
+        return {}
+    return state if isinstance(state, dict) else {}
 
 
 def _restore_books(ledger: EnergyLedger, searcher: Any, files: StudyFiles) -> list[TrialRecord]:
