@@ -227,12 +227,11 @@ class PlacementGate(Searcher):
         params = self.inner.suggest(trial_id)
         if not isinstance(params, dict):
             return params
-        ranked = rank_zones(self.providers, free, self.clock(), self.expected_run())
-        zone = ranked[0][0]
-        if len(free) < len(capacity):
-            everywhere = rank_zones(self.providers, list(capacity), self.clock(), self.expected_run())
-            if everywhere[0][0] != zone:
-                self.spilled += 1
+        # rank every zone once: the cleanest free one is taken, and a full cleaner one is a spill
+        ranked = [z for z, _ in rank_zones(self.providers, list(capacity), self.clock(), self.expected_run())]
+        zone = next(z for z in ranked if z in free)
+        if zone != ranked[0]:
+            self.spilled += 1
         self.placed[trial_id] = zone
         self.counts[zone] = self.counts.get(zone, 0) + 1
         return {**params, ZONE_KEY: zone}
