@@ -276,7 +276,7 @@ def main() -> int:
     else:
         scenarios = SCENARIOS
     print(f"placement over {args.year}, DE and FR traces; kg CO2 at 1 kW per trial; share = lowest's saving "
-          "over blind-rr / the oracle's")
+          "over blind-rr / hindsight's; joint: the same against the joint optimum")
     print(f"{'slots':>10} {'lengths h':>10} {'load':>5} {'trials':>6} {'blind-rr':>9} {'blind-rnd':>9} "
           f"{'lowest':>9} {'hindsight':>9} {'joint':>9} {'saving':>7} {'share':>6} {'vs rnd':>6} {'joint':>6} "
           f"{'spilled':>7} {'delayed':>7} "
