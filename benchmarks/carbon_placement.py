@@ -214,11 +214,12 @@ def oracle(stream: Stream, co2: np.ndarray, slots: list[int]) -> np.ndarray:
 
 
 def run(traces: dict[str, pd.Series], year: int, slots_by_zone: dict[str, int], lengths: tuple[float, ...],
-        load: float, seed: int) -> dict[str, float]:
+        load: float, seed: int, horizon_h: float | None = None) -> dict[str, float]:
+    """One scenario's totals (kg) and shares; ``horizon_h`` cuts the year short (tests)."""
     names = list(slots_by_zone)
     slots = [slots_by_zone[n] for n in names]
     origin = datetime(year, 1, 1, tzinfo=timezone.utc)
-    hours = (datetime(year + 1, 1, 1, tzinfo=timezone.utc) - origin).total_seconds() / 3600
+    hours = horizon_h or (datetime(year + 1, 1, 1, tzinfo=timezone.utc) - origin).total_seconds() / 3600
     rng = np.random.default_rng(seed)
     stream = make_stream(sum(slots), lengths, load, hours, rng)
     fns = {n: StepFunction(traces[n]) for n in names}
