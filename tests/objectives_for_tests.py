@@ -188,3 +188,14 @@ def reports_then_waits(params: dict) -> dict:
     while not (control / "release").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     return {"accuracy": LIVE_REPORTS / 10}
+
+
+def zone_probe(params: dict) -> dict:
+    """Which node ran this trial (``GREENTUNE_TEST_NODE``), when its objective ran (wall
+    clock), and whether the placement key reached it (it must not)."""
+    import os
+
+    started = time.time()
+    _burn(1.5)
+    return {"accuracy": float(params["x"]), "node_marker": float(os.environ.get("GREENTUNE_TEST_NODE", "0")),
+            "t_start": started, "t_end": time.time(), "saw_zone_key": float(any(k.startswith("__") for k in params))}

@@ -254,6 +254,22 @@ CarbonProviderName = Literal["static", "csv", "ukci", "electricitymaps", "wattti
 CarbonPolicy = Literal["none", "threshold", "flexible-start", "pause-resume"]
 
 
+class ZoneCarbonSettings(_Strict):
+    """Where one zone's carbon intensity comes from (``carbon.zones``): the provider options of
+    ``carbon:`` itself, read per zone. ``zone`` defaults to the zone's name, so a failing
+    provider falls back to that zone's own static figure rather than the world average."""
+
+    provider: CarbonProviderName = Field("static", description="Where this zone's intensity comes from.")
+    zone: str | None = Field(None, description="static / electricitymaps zone; default: the zone's name.")
+    region: str | None = Field(None, description="ukci region id or watttime region.")
+    g_per_kwh: float | None = Field(None, ge=0, description="static: override the table.")
+    csv_path: Path | None = Field(None, description="csv: the trace file (required by csv).")
+    csv_timezone: str = Field("UTC", description="csv: how to read naive timestamps.")
+    step: str | None = Field(None, description='Resample the provider\'s series, e.g. "15min".')
+    lifecycle: bool = Field(False, description="CSV exports / Electricity Maps: lifecycle (LCA), not direct.")
+    base_url: str | None = Field(None, description="Web providers: point at a mirror or test server.")
+
+
 class CarbonSettings(_Strict):
     """Where grid carbon intensity comes from, and whether trials wait for cleaner hours.
 
@@ -292,6 +308,13 @@ class CarbonSettings(_Strict):
         None, ge=0, le=100, description="threshold / pause-resume: the level as a percentile of the forecast."
     )
     min_saving: float = Field(0.0, ge=0, lt=1, description="flexible-start: wait only if it saves this share.")
+    zones: dict[str, ZoneCarbonSettings] = Field(
+        default_factory=dict,
+        description="Placement: zone name -> its provider; a node is in zone Z when it has the custom resource `zone:Z`.",
+    )
+    placement: Literal["none", "lowest"] = Field(
+        "none", description="`lowest`: each new trial goes to the free zone cleanest over its expected run (needs zones)."
+    )
 
     @field_validator("deadline", "step")
     @classmethod
@@ -322,7 +345,23 @@ class CarbonSettings(_Strict):
                 )
         if self.policy != "none" and self.deadline is None:
             raise ValueError(f"policy '{self.policy}' needs a deadline, e.g. deadline: 24h")
+        if self.placement != "none" and not self.zones:
+            raise ValueError(f"placement '{self.placement}' needs zones, e.g. zones: {{DE: {{provider: csv, csv_path: de.csv}}}}")
+        for name, zone in self.zones.items():
+            try:
+                self.zone_settings(name, zone)
+            except ValidationError as exc:
+                why = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+                raise ValueError(f"zones.{name}: {why}") from None
         return self
+
+    @staticmethod
+    def zone_settings(name: str, zone: ZoneCarbonSettings) -> CarbonSettings:
+        """One zone's provider options as a full ``CarbonSettings`` (what ``build_provider``
+        takes), with the zone's name as its static fallback zone."""
+        fields = zone.model_dump(exclude_unset=True)
+        fields["zone"] = zone.zone or name
+        return CarbonSettings(**fields)
 
     @property
     def deadline_s(self) -> float | None:

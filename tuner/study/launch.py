@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tuner.carbon.placement import trainable_parts
 from tuner.config import ConfigError, StudyConfig, resolve_objective
 from tuner.energy import with_idle_baseline
 from tuner.envvars import scoped_env
-from tuner.trial import TrialSettings, run_trial
+from tuner.trial import TrialSettings
 
 
 def ensure_ray(address: str | None) -> None:
@@ -69,8 +70,9 @@ def run_ray_tune(cfg: StudyConfig, objective: Any, searcher: Any, stopper: Any, 
         objective=objective, metric=cfg.metric, energy=with_idle_baseline(cfg.energy),
         report_interval_s=cfg.energy.report_interval_s,
     )
-    resources = {"cpu": cfg.resources_per_trial.cpu, "gpu": cfg.resources_per_trial.gpu}
-    trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings), resources)
+    # run_trial and {cpu, gpu}; with carbon placement, a zone-pinning variant of each
+    trial_fn, resources = trainable_parts(cfg)
+    trainable = tune.with_resources(tune.with_parameters(trial_fn, settings=settings), resources)
     tuner = tune.Tuner(
         trainable,
         param_space={},

@@ -92,6 +92,7 @@ class Study:
         self.interrupted = interrupted  # trials a dead driver left running, closed on resume
         self.param_names = list(cfg.search_space)
         self.lock: StudyLock | None = None  # one live driver per study, held from open() to the end of run()
+        self.zone_providers: dict[str, Any] = {}  # carbon.zones' providers, set by open()
 
     @property
     def resumed(self) -> bool:
@@ -103,6 +104,7 @@ class Study:
 
         Everything that can refuse the study does so here, before any trial energy is spent.
         """
+        from tuner.carbon.placement import zone_providers
         from tuner.carbon.registry import build_provider
 
         protect_study(cfg.tracking_uri)
@@ -110,6 +112,7 @@ class Study:
         previous = _previous_study(cfg, files, resume)
         objective = shippable_objective(cfg)
         carbon_provider = build_provider(cfg.carbon)  # reads a CSV now, not mid-study
+        zones = zone_providers(cfg.carbon)  # carbon placement: one provider per zone, built now too
         searcher = make_searcher(cfg)  # builds Ax (seconds) before any trial energy is spent
         if cfg.power_limit_range_w is not None:
             check_power_limits(cfg)
@@ -122,6 +125,7 @@ class Study:
             lock.release()
             raise
         study.lock = lock
+        study.zone_providers = zones
         return study
 
     @classmethod
@@ -149,6 +153,7 @@ class Study:
     def run(self, progress: bool = True) -> TuneResult:
         """Run the trials until the budget, the trial cap or the space runs out."""
         from tuner.carbon.accounting import CarbonAccountant
+        from tuner.carbon.placement import place_trials, zoned_accountant
         from tuner.carbon.wiring import gate_report, gate_searcher, pause_scheduler, utc
 
         cfg, ledger = self.config, self.ledger
@@ -157,6 +162,9 @@ class Study:
         accountant = CarbonAccountant(self.carbon_provider, cfg.pue, study_start=study_start)
         notify = _console if progress else None  # carbon waits and pauses, as they happen
         launcher = gate_searcher(gate, self.carbon_provider, cfg, ledger, utc(study_start), notify)
+        # carbon placement (carbon.zones / carbon.placement): both return their input unchanged without zones
+        accountant = zoned_accountant(accountant, cfg.carbon, self.zone_providers)
+        launcher = place_trials(launcher, cfg, ledger, self.zone_providers, notify)
         pauser = pause_scheduler(self.carbon_provider, cfg, ledger, utc(study_start), notify)
         callback = StudyCallback(ledger, self.tracker, self.front_size, self.persist, 10.0 if progress else None,
                                  carbon=accountant, save_ledger=self.save_ledger)
