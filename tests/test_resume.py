@@ -252,8 +252,8 @@ def test_an_abandoned_repeat_does_not_hide_the_running_original_from_ax(tmp_path
     assert sum(t.status.is_completed for t in trials.values()) == 1
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_a_signal_ends_the_study_resumable_and_resume_finishes_it(ray_session, tmp_path: Path, sig: int):
+def test_a_signal_ends_the_study_resumable_and_resume_finishes_it(ray_session, tmp_path: Path):
+    sig = signal.SIGINT  # Ctrl-C; SIGTERM takes the same path (test_sigterm_interrupts_the_ledger_like_ctrl_c)
     address = ray_session.get_runtime_context().gcs_address
     study, out = _study(tmp_path), tmp_path / "out"
     first = _greentune(str(study), address=address, cwd=tmp_path)
@@ -354,3 +354,20 @@ def test_a_finished_study_in_output_dir_points_to_the_report_not_to_resume(tmp_p
     with pytest.raises(ConfigError, match=r"already finished \(energy budget spent\); nothing to resume: .*"
                                           r"another `name` or `output_dir`.*`greentune report "):
         tuner.tune(config, resume=True, progress=False)
+
+
+def test_sigterm_interrupts_the_ledger_like_ctrl_c_and_the_handlers_are_put_back():
+    from tuner.study.ledger import EnergyLedger
+    from tuner.study.signals import ending_on_signals
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    ledger = EnergyLedger(1.0, 10.0, "accuracy")
+    with ending_on_signals(ledger):
+        assert os.environ["TUNE_DISABLE_SIGINT_HANDLER"] == "1"  # Ray Tune's would end the study as finished
+        os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while ledger.interrupted_by is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ledger.interrupted_by == "SIGTERM" and not ledger.can_start_trial()
+        assert signal.getsignal(signal.SIGTERM) == before[0]  # a second signal acts as it would have
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
