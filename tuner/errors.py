@@ -59,3 +59,9 @@ class GreentuneWarning(UserWarning):
 
 class GridSizeWarning(GreentuneWarning):
     """A grid study has more points than will run (or than is sensible)."""
+
+
+class CarbonDataWarning(GreentuneWarning):
+    """A carbon trace has a defect greentune can read past (a gap, a missing value, a
+    repeated row, a file that ends before the deadline); the message names the file,
+    the rows and the option, and says what is done about it."""

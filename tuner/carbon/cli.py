@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         message = str(first["msg"]).removeprefix("Value error, ")
+        message = message.removeprefix(f"carbon.{field}: ")
         where = f"--{field.replace('_', '-')}: " if field else ""
         print(f"greentune carbon: {where}{message}", file=sys.stderr)
         return 2
