@@ -25,7 +25,7 @@ def _at(*args: int) -> datetime:
 def test_static_known_zone_world_fallback_and_override() -> None:
     assert StaticProvider("FR").current().g_per_kwh == 56.0
     assert "Ember" in StaticProvider("DE").current().source
-    assert StaticProvider("DE-LU").current().g_per_kwh == 381.0  # sub-zone -> country
+    assert StaticProvider("DE-LU").current().g_per_kwh == 380.9  # sub-zone -> country
     world = StaticProvider(None).current()
     assert world.g_per_kwh == 481.0 and world.fallback_reason is None
     unknown = StaticProvider("ZZ").current()

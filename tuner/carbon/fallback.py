@@ -70,11 +70,11 @@ class FallbackProvider(IntensityProvider):
         if self.is_file:  # the file simply does not reach this time: no failure, no retry
             return (
                 f"{self.primary.name} {what}: {self._last_reason.split(': ', 1)[-1]}; using "
-                f"{self.fallback.source} {self.fallback.g_per_kwh:g} gCO2/kWh instead"
+                f"static {self.fallback.g_per_kwh:g} gCO2/kWh ({self.fallback.label}) instead"
             )
         return (
             f"{self.primary.name} {what} failed ({self._last_reason}); using static "
-            f"{self.fallback.g_per_kwh:g} gCO2/kWh instead"
+            f"{self.fallback.g_per_kwh:g} gCO2/kWh ({self.fallback.label}) instead"
         )
 
     def current(self) -> IntensityReading:
