@@ -262,6 +262,10 @@ class CarbonSettings(_Strict):
         None, ge=0, le=100, description="threshold / pause-resume: the level as a percentile of the forecast."
     )
     min_saving: float = Field(0.0, ge=0, lt=1, description="flexible-start: wait only if it saves this share.")
+    confidence: float = Field(
+        0.9, gt=0, lt=1,
+        description="forecast: history: wait only for a saving that clears the forecast's past error with this confidence.",
+    )
 
     @field_validator("deadline", "step")
     @classmethod
