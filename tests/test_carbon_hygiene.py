@@ -286,3 +286,17 @@ def test_greentune_run_with_a_bad_trace_exits_2_before_ray(
     assert expected in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not ray.is_initialized()
     assert not (tmp_path / "out").exists(), "nothing written, no MLflow run opened"
+
+
+def test_a_negative_forecast_value_is_a_value_error_not_an_index_error() -> None:
+    import pandas as pd
+
+    from tuner.carbon.base import IntensitySeries
+    from tuner.carbon.schedule import plan_start
+
+    idx = pd.date_range("2020-06-01", periods=24, freq="1h", tz="UTC")
+    values = pd.Series(100.0, index=idx)
+    values.iloc[5] = -3.0
+    series = IntensitySeries(values, "some-api", "average")
+    with pytest.raises(ValueError, match=r"some-api.*negative intensity \(-3 g/kWh"):
+        plan_start(series, _at(2020, 6, 1), timedelta(hours=2), _at(2020, 6, 2))

@@ -288,6 +288,10 @@ def _check_inputs(series: IntensitySeries, now: datetime, duration: timedelta,
         raise ValueError("series.values needs a tz-aware DatetimeIndex (UTC)")
     if not values.index.is_monotonic_increasing:
         raise ValueError("series.values index must be sorted")
+    if (values < 0).any():
+        when = values.index[np.flatnonzero(values.to_numpy() < 0)[0]]
+        raise ValueError(f"series from {series.source!r} has a negative intensity "
+                         f"({values[when]:g} g/kWh at {when}); an intensity is >= 0")
 
 
 def _hours(seconds: float) -> str:
