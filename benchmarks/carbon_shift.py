@@ -263,8 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="shared data folder (default $GREENTUNE_DATA or ../shared/data)")
     parser.add_argument("--csv", action="append",
-                        help="also replay this CSV (a held-out trace; repeatable); with --only-csv "
-                             "instead of the DE/FR traces")
+                        help="also replay this CSV, as PATH or NAME=PATH (a held-out trace; "
+                             "repeatable); with --only-csv instead of the DE/FR traces")
     parser.add_argument("--only-csv", action="store_true", help="replay only the --csv traces")
     parser.add_argument("--hours", default="0,9,17", help="submission hours (UTC) for --csv")
     parser.add_argument("--work", default="1,4,8", help="study lengths in hours")
@@ -292,8 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.only_csv:
         root = data_dir(args.data_dir)
         traces = {name: (root / rel, hours) for name, (rel, hours) in DEFAULT_TRACES.items()}
-    for csv in args.csv or []:
-        traces[Path(csv).stem] = (Path(csv), tuple(int(h) for h in args.hours.split(",")))
+    for csv in args.csv or []:  # NAME=PATH or PATH
+        name, _, path = csv.rpartition("=")
+        traces[name or Path(path).stem] = (Path(path), tuple(int(h) for h in args.hours.split(",")))
     for name, (path, _) in traces.items():
         if not Path(path).is_file():
             print(f"trace {name}: no file {path} (set --data-dir or GREENTUNE_DATA)", file=sys.stderr)
@@ -321,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     for conf in confidences:
         print(f"\n== every trace at confidence {conf:g}")
         print_table([r for r in results if r.confidence == conf], note)
+    if len(traces) < 2:
+        print("\n(one trace: no other to choose its confidence on; see each confidence above)")
+        return 0
     held_out = []
     for name in traces:
         chosen = choose([r for r in results if r.trace != name])

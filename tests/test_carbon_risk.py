@@ -209,3 +209,34 @@ def test_carbon_plan_says_when_the_forecast_is_shorter_than_the_deadline(tmp_pat
                  "--deadline", "24h", "--at", "2020-03-20T09:00"]) == 0
     out = capsys.readouterr().out
     assert "note: the forecast covers 15.0 h of the 24h to the deadline" in out
+
+
+class Spread(Promising):
+    """Past errors from -10 % to +10 %: a 10 % lower bound, a median of 0."""
+
+    later_dip = 0.95
+
+    def saving_risk(self, now, deadline, work, confidence):
+        offsets = np.arange(0.0, 24 * 3600.0, 3600.0)
+        errors = np.repeat(np.linspace(-0.10, 0.10, 21)[:, None], len(offsets), axis=1)
+        return SavingRisk(offsets, errors, confidence)
+
+    def forecast(self, start, end):
+        hours = pd.date_range(self.clock(), periods=30, freq="1h")
+        dip = 0.5 if self.clock() < NOW + H else self.later_dip
+        values = [100.0 * (dip if t == NOW + 10 * H else 1.0) for t in hours]
+        return IntensitySeries(pd.Series(values, index=hours), "spread", "average")
+
+
+@pytest.mark.parametrize(("later_dip", "launch"), [(0.95, NOW + 10 * H), (1.0, NOW + H)])
+def test_a_wait_under_way_goes_on_while_it_still_pays_as_expected(later_dip, launch) -> None:
+    clock = FakeClock(NOW)
+    provider = Spread(pd.Series(dtype=float), clock)
+    provider.later_dip = later_dip
+    gate = CarbonGate(Counting(), provider, deadline=NOW + 24 * H, clock=clock,
+                      policy=SchedulePolicy(confidence=0.9), work=lambda: H, replan_every=H)
+    while gate.suggest("a") is None:
+        clock.advance(timedelta(minutes=15))
+    # 5 % would not start a wait at 90 % (its lower bound is -5 %), but a wait already under
+    # way goes on for it (median error 0); with nothing left to gain it launches at the re-check
+    assert clock.now == launch

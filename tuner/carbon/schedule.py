@@ -102,8 +102,12 @@ class SavingRisk:
     def lower(self, starts_s: np.ndarray) -> np.ndarray:
         """The ``1 - confidence`` quantile of the saving's error at each start offset
         (interpolated between measured offsets; 0 at offset 0, where nothing is forecast)."""
+        return self.quantile(starts_s, 1.0 - self.confidence)
+
+    def quantile(self, starts_s: np.ndarray, level: float) -> np.ndarray:
+        """The ``level`` quantile of the saving's error at each start offset (see ``lower``)."""
         with np.errstate(all="ignore"):
-            q = np.nanquantile(self.errors, 1.0 - self.confidence, axis=0)
+            q = np.nanquantile(self.errors, level, axis=0)
         enough = (~np.isnan(self.errors)).sum(axis=0) >= self.min_samples
         q = np.where(enough & ~np.isnan(q), q, -np.inf)  # unmeasured lead: never wait for it
         out = np.interp(starts_s, self.offsets_s, q, left=0.0, right=-np.inf)
