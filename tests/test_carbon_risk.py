@@ -240,3 +240,25 @@ def test_a_wait_under_way_goes_on_while_it_still_pays_as_expected(later_dip, lau
     # 5 % would not start a wait at 90 % (its lower bound is -5 %), but a wait already under
     # way goes on for it (median error 0); with nothing left to gain it launches at the re-check
     assert clock.now == launch
+
+
+def test_a_history_study_gets_the_risk_aware_policy_and_its_default_confidence() -> None:
+    from ray.tune.search import Searcher
+
+    from tuner.carbon.forecast import HISTORY_CONFIDENCE
+    from tuner.carbon.static import StaticProvider
+    from tuner.carbon.wiring import gate_searcher
+    from tuner.config import CarbonSettings
+    from tuner.study.ledger import EnergyLedger
+
+    assert CarbonSettings().confidence == HISTORY_CONFIDENCE  # one default, in two places
+    ledger = EnergyLedger(0.2, watts_per_core=10.0, metric="accuracy")
+    cfg = _cfg(carbon={"policy": "flexible-start", "deadline": "24h", "forecast": "history"},
+               max_concurrent_trials=2, energy={"watts_per_core": 10.0})
+    gate = gate_searcher(Searcher(), StaticProvider("DE"), cfg, ledger, NOW)
+    assert isinstance(gate.provider, HistoryForecast)
+    assert gate.policy.confidence == HISTORY_CONFIDENCE
+    assert (gate.assumed_work, gate.assumed_basis) == (
+        timedelta(hours=10), "10 h expected: budget 0.2 kWh / (2 trial(s) at once x 10 W)")
+    plain = gate_searcher(Searcher(), StaticProvider("DE"), _cfg(max_concurrent_trials=1), ledger, NOW)
+    assert plain.policy.confidence is None  # a provider's own forecast is not backtested

@@ -16,17 +16,20 @@ to a particular trace. :class:`ProfileForecaster` fades the anomaly with a fixed
 constant instead; it is kept for comparison and, with ``days=1, anomaly_hours=0``, is the
 naive "yesterday's curve" strawman.
 
-Either is still a guess. ``HISTORY_MIN_SAVING`` is the margin a policy asks a history
-forecast to clear before waiting (``SchedulePolicy(min_saving=...)``); it is 0, as the
-fitted forecaster did not need one. ``benchmarks/carbon_shift.py`` measures the result
-against run-now and the oracle.
+Either is still a guess, so :meth:`HistoryForecast.saving_risk` measures how wrong it
+has been: the plan waits only for a saving that clears the forecast's own past error at
+that lead time with ``HISTORY_CONFIDENCE`` (``SchedulePolicy(confidence=...)``).
+``HISTORY_MIN_SAVING`` is a flat margin on top; it is 0. ``benchmarks/carbon_shift.py``
+measures the result against run-now and the oracle, day by day.
 
 Example::
 
     provider = HistoryForecast(CsvProvider("ger_ci.csv"))
     series = provider.forecast(now, now + timedelta(hours=24))
+    risk = provider.saving_risk(now, now + timedelta(hours=24), timedelta(hours=4),
+                                HISTORY_CONFIDENCE)
     plan = plan_start(series, now, timedelta(hours=4), now + timedelta(hours=24),
-                      SchedulePolicy(min_saving=HISTORY_MIN_SAVING))
+                      SchedulePolicy(confidence=HISTORY_CONFIDENCE), risk)
 """
 
 from __future__ import annotations
