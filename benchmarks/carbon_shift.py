@@ -1,24 +1,31 @@
 """Carbon-aware start shifting replayed over a year of real intensity (prints figures; not a test).
 
-Every day of ``--year`` a study of N hours is submitted at a fixed hour with a 24 h
-deadline. Schedules compared against starting at once (run-now):
+Every day of ``--year`` (or every ``--every``-th day) a study of N hours is submitted at a
+fixed hour with a 24 h deadline. Schedules compared against starting at once (run-now):
 
 - oracle: the best contiguous window, by brute force over the trace's own grid (written
   independently of ``plan_start``, so it also checks the planner);
 - perfect: ``plan_start`` on the recorded values as forecast;
-- history: ``plan_start`` on :class:`HistoryForecast` (``--forecaster``: by default
-  :class:`FittedForecaster`, fitted on the history before submission only) with the
-  ``--margin`` (default :data:`HISTORY_MIN_SAVING`);
-- naive: "yesterday's curve is today's forecast", no margin (the issue's strawman);
-- gate (with ``--gate``): the history policy as :class:`CarbonGate` runs it live, polled
-  every 15 minutes on a simulated clock and re-planning hourly with the history so far.
+- history: what a study with ``forecast: history`` does live: :class:`CarbonGate` over
+  :class:`HistoryForecast` (fitted on the history before each plan only) with the
+  risk-aware rule (wait only for a saving that clears the forecast's past error at that
+  lead, ``--confidence``), polled every 15 minutes on a simulated clock and re-checking
+  every hour, launching as soon as waiting no longer pays;
+- once: the same risk-aware plan made once at submission, never re-checked;
+- neutral: the plan without the risk rule (the previous default), made once;
+- naive: "yesterday's curve is today's forecast", no margin (the issue's strawman).
 
-Savings are the mean over days of ``1 - CO2(policy) / CO2(run-now)``; "share" is the
-policy's mean saving over the oracle's. Run::
+For each schedule the mean over days of ``1 - CO2(policy) / CO2(run-now)``; for history
+also the day-by-day distribution: the share of days worse than run-now, the worst day and
+the 5th percentile; "ceiling" is the in-sample ceiling of
+``benchmarks/carbon_forecast_ceiling.py`` for the same case (whole-hour starts, fitted on
+the very year it is scored on). ``--choose`` replays each trace at several confidences and
+picks, per held-out trace, the confidence chosen on the *other* trace(s) (leave one trace
+out). Run::
 
-    python benchmarks/carbon_shift.py                         # DE and FR 2020 traces
-    python benchmarks/carbon_shift.py --csv my.csv --hours 9,17
-    python benchmarks/carbon_shift.py --months 7-12 --forecaster profile --margin 0.02
+    python benchmarks/carbon_shift.py --every 3               # DE and FR 2020, every 3rd day
+    python benchmarks/carbon_shift.py --every 3 --choose 0.6,0.75,0.9
+    python benchmarks/carbon_shift.py --csv my.csv --hours 0,9,17
 
 The data folder is ``--data-dir``, else ``$GREENTUNE_DATA``, else ``../shared/data``
 relative to the repository.
@@ -40,6 +47,7 @@ from ray.tune.search import Searcher
 
 from tuner.carbon.csvfile import CsvProvider
 from tuner.carbon.forecast import (
+    HISTORY_CONFIDENCE,
     HISTORY_MIN_SAVING,
     FittedForecaster,
     HistoryForecast,
@@ -47,12 +55,13 @@ from tuner.carbon.forecast import (
 )
 from tuner.carbon.gate import CarbonGate
 from tuner.carbon.schedule import SchedulePolicy, plan_start
-from tuner.carbon.series import StepFunction
+from tuner.carbon.series import StepFunction, resample
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # carbon_forecast_ceiling
 DEFAULT_TRACES = {"DE": ("carbon/ger_ci.csv", (9, 17)), "FR": ("carbon/fr_ci.csv", (9, 0))}
 DEADLINE = timedelta(hours=24)
-SCHEDULES = ("oracle", "perfect", "history", "naive", "gate")
+SCHEDULES = ("oracle", "perfect", "history", "once", "neutral", "naive")
 FORECASTERS = {"fitted": FittedForecaster, "profile": ProfileForecaster}  # history's
 POLL = timedelta(minutes=15)
 REPLAN = timedelta(hours=1)
@@ -73,12 +82,11 @@ class SimClock:
         return self.now
 
 
-def gate_start(provider, now, work: timedelta, deadline, margin: float) -> pd.Timestamp:
+def gate_start(provider, now, work: timedelta, deadline, policy: SchedulePolicy) -> pd.Timestamp:
     """When CarbonGate, polled every 15 minutes, lets the study's first trial launch."""
     clock = SimClock(now.to_pydatetime())
     gate = CarbonGate(Launch(), provider, deadline=deadline.to_pydatetime(), clock=clock,
-                      policy=SchedulePolicy(min_saving=margin),
-                      work=lambda: work, replan_every=REPLAN)
+                      policy=policy, work=lambda: work, replan_every=REPLAN)
     while gate.suggest("trial") is None:
         clock.now += POLL
     return pd.Timestamp(clock.now)
@@ -89,14 +97,46 @@ class CaseResult:
     trace: str
     hour: int
     work_h: int
-    saving: dict[str, float]  # mean saving vs run-now, per schedule
+    daily: dict[str, np.ndarray]  # saving vs run-now per day, per schedule
     deadline_met: float  # share of (day, schedule) pairs that ended by the deadline
-    days: int
+    ceiling: float = math.nan  # in-sample ceiling (carbon_forecast_ceiling.py)
+    confidence: float = HISTORY_CONFIDENCE
+
+    @property
+    def days(self) -> int:
+        return len(self.daily["oracle"])
+
+    @property
+    def saving(self) -> dict[str, float]:
+        return {k: float(np.mean(v)) for k, v in self.daily.items()}
 
     def share(self, schedule: str) -> float:
         """The schedule's mean saving as a share of the oracle's."""
         oracle = self.saving["oracle"]
         return self.saving.get(schedule, math.nan) / oracle if oracle > 0 else math.nan
+
+    def worse(self, schedule: str = "history") -> float:
+        """Share of days the schedule emitted more than run-now (by more than 0.01 %)."""
+        return float(np.mean(self.daily[schedule] < -1e-4))
+
+    def worst(self, schedule: str = "history") -> float:
+        return float(np.min(self.daily[schedule]))
+
+    def p5(self, schedule: str = "history") -> float:
+        return float(np.percentile(self.daily[schedule], 5))
+
+    def meets(self) -> dict[str, bool]:
+        """The issue's goals for this case."""
+        s = self.saving
+        return {
+            "perfect >= 90% of oracle": self.share("perfect") >= 0.9,
+            "history mean >= run-now": s["history"] >= 0,
+            "history worse on <= 10% of days": self.worse() <= 0.10,
+            "history worst day >= -25%": self.worst() >= -0.25,
+            "history >= 90% of ceiling": (not math.isnan(self.ceiling)
+                                          and s["history"] >= 0.9 * self.ceiling),
+            "every deadline met": self.deadline_met == 1.0,
+        }
 
 
 def data_dir(flag: str | None) -> Path:
@@ -111,81 +151,134 @@ def oracle_saving(fn: StepFunction, grid: pd.DatetimeIndex, now: pd.Timestamp, w
 
 
 def run_case(name: str, provider: CsvProvider, hour: int, work_h: int, year: int,
-             with_gate: bool, margin: float = HISTORY_MIN_SAVING, forecaster: str = "fitted",
-             months: frozenset[int] = frozenset(range(1, 13))) -> CaseResult:
+             confidence: float = HISTORY_CONFIDENCE, margin: float = HISTORY_MIN_SAVING,
+             forecaster: str = "fitted", months: frozenset[int] = frozenset(range(1, 13)),
+             every: int = 1, history: HistoryForecast | None = None) -> CaseResult:
+    """One (trace, hour, work) case. Pass the same ``history`` for every case of a trace:
+    its past forecasts (the backtests behind the risk) are then computed once."""
     fn = StepFunction(provider.values)
     grid = provider.values.index
-    history = HistoryForecast(provider, FORECASTERS[forecaster]())
+    history = history or HistoryForecast(provider, FORECASTERS[forecaster]())
     naive = HistoryForecast(provider, ProfileForecaster(days=1, anomaly_hours=0))
     work = timedelta(hours=work_h)
+    risky = SchedulePolicy(confidence=confidence)
     policies = {"perfect": (provider, SchedulePolicy()),
-                "history": (history, SchedulePolicy(min_saving=margin)),
+                "neutral": (history, SchedulePolicy(min_saving=margin)),
                 "naive": (naive, SchedulePolicy())}
     savings: dict[str, list[float]] = {s: [] for s in SCHEDULES}
     met = total = 0
-    for day in pd.date_range(f"{year}-01-01", f"{year}-12-31", freq="D", tz="UTC"):
+    days = pd.date_range(f"{year}-01-01", f"{year}-12-31", freq="D", tz="UTC")
+    for day in days[::every]:
         if day.month not in months:
             continue
         now = day + pd.Timedelta(hours=hour)
         deadline = now + DEADLINE
         run_now, best = oracle_saving(fn, grid, now, work)
         savings["oracle"].append(1 - best / run_now)
+        starts = {}
         for label, (source, policy) in policies.items():
             forecast = source.forecast(now.to_pydatetime(), deadline.to_pydatetime())
             plan = plan_start(forecast, now.to_pydatetime(), work, deadline.to_pydatetime(), policy)
-            start = pd.Timestamp(plan.start)
+            starts[label] = pd.Timestamp(plan.start)
+        forecast = history.forecast(now.to_pydatetime(), deadline.to_pydatetime())
+        risk = history.saving_risk(now.to_pydatetime(), deadline.to_pydatetime(), work, confidence)
+        plan = plan_start(forecast, now.to_pydatetime(), work, deadline.to_pydatetime(), risky, risk)
+        starts["once"] = pd.Timestamp(plan.start)
+        starts["history"] = gate_start(history, now, work, deadline, risky)
+        for label, start in starts.items():
             savings[label].append(1 - fn.mean(start, start + work) / run_now)
             met += start + work <= deadline
             total += 1
-        if with_gate:
-            start = gate_start(history, now, work, deadline, margin)
-            savings["gate"].append(1 - fn.mean(start, start + work) / run_now)
-            met += start + work <= deadline
-            total += 1
-    return CaseResult(name, hour, work_h, {k: float(np.mean(v)) for k, v in savings.items() if v},
-                      met / total, len(savings["oracle"]))
+    return CaseResult(name, hour, work_h, {k: np.array(v) for k, v in savings.items()},
+                      met / total, confidence=confidence)
 
 
-def print_table(results: list[CaseResult], margin: float = HISTORY_MIN_SAVING,
-                forecaster: str = "fitted") -> None:
-    head = (f"{'trace':<6}{'submit':>7}{'work':>6} {'oracle':>8} {'perfect':>8} {'share':>6} "
-            f"{'history':>8} {'share':>6} {'naive':>8} {'gate':>8} {'share':>6} {'deadl.':>7}")
+def print_table(results: list[CaseResult], note: str = "") -> None:
+    head = (f"{'trace':<6}{'submit':>7}{'work':>5} {'conf':>5} {'oracle':>7} {'perfect':>8} "
+            f"{'share':>6} {'ceiling':>8} | {'history':>8} {'share':>6} {'/ceil':>6} "
+            f"{'worse':>6} {'worst':>7} {'p5':>7} | {'once':>7} {'neutral':>8} {'naive':>7} "
+            f"{'deadl.':>7}")
     print(head)
     print("-" * len(head))
     for r in results:
-        s, o = r.saving, r.saving["oracle"]
-        print(f"{r.trace:<6}{r.hour:>5}:00{r.work_h:>5}h {o:>8.1%} {s['perfect']:>8.1%} "
-              f"{r.share('perfect'):>6.0%} {s['history']:>8.1%} {r.share('history'):>6.0%} "
-              f"{s['naive']:>8.1%} {_pct(s.get('gate', math.nan), 8, 1)} {_pct(r.share('gate'), 6, 0)} "
-              f"{r.deadline_met:>7.0%}")
-    print(f"\n{len(results)} cases x {results[0].days} days; savings are CO2 vs run-now "
-          f"(mean of daily ratios); history: {forecaster} forecaster, margin {margin:.0%}.")
+        s = r.saving
+        ceil = s["history"] / r.ceiling if r.ceiling > 0 else math.nan
+        print(f"{r.trace:<6}{r.hour:>4}:00{r.work_h:>4}h {r.confidence:>5.2f} {s['oracle']:>7.1%} "
+              f"{s['perfect']:>8.1%} {r.share('perfect'):>6.0%} {_pct(r.ceiling, 8, 1)} | "
+              f"{s['history']:>8.1%} {r.share('history'):>6.0%} {_pct(ceil, 6, 0)} "
+              f"{r.worse():>6.1%} {r.worst():>7.1%} {r.p5():>7.1%} | {s['once']:>7.1%} "
+              f"{s['neutral']:>8.1%} {s['naive']:>7.1%} {r.deadline_met:>7.0%}")
     n = len(results)
-    goals = [
-        ("perfect forecast >= 90% of oracle", sum(r.share("perfect") >= 0.9 for r in results)),
-        ("history never worse than run-now", sum(r.saving["history"] >= 0 for r in results)),
-        ("history >= half the oracle", sum(r.share("history") >= 0.5 for r in results)),
-        ("every deadline met", sum(r.deadline_met == 1.0 for r in results)),
-    ]
-    print("goals: " + "; ".join(f"{label}: {met}/{n} cases" for label, met in goals))
+    print(f"\n{n} cases x {results[0].days} days{note}; savings are CO2 vs run-now (mean of "
+          "daily ratios); worse: share of days history emitted more than run-now; worst, p5: "
+          "its worst day and 5th percentile.")
+    goals: dict[str, int] = {}
+    for r in results:
+        for goal, ok in r.meets().items():
+            goals[goal] = goals.get(goal, 0) + ok
+    print("goals: " + "; ".join(f"{goal}: {met}/{n}" for goal, met in goals.items()))
+    shares = np.array([r.share("history") for r in results])
+    ceils = np.array([r.saving["history"] / r.ceiling if r.ceiling > 0 else np.nan
+                      for r in results])
+    worse = np.array([r.worse() for r in results])
+    print(f"history, median [worst] case: share of oracle {np.median(shares):.0%} "
+          f"[{shares.min():.0%}], of the ceiling {np.nanmedian(ceils):.0%} "
+          f"[{np.nanmin(ceils):.0%}], days worse than run-now {np.median(worse):.1%} "
+          f"[{worse.max():.1%}], worst day [{min(r.worst() for r in results):.1%}]")
 
 
 def _pct(value: float, width: int, digits: int) -> str:
     return f"{'-':>{width}}" if math.isnan(value) else f"{value:>{width}.{digits}%}"
 
 
+def ceiling_for(values: pd.Series, hour: int, work_h: int, year: int) -> float:
+    """The in-sample ceiling's saving for one case (see carbon_forecast_ceiling.py)."""
+    from carbon_forecast_ceiling import shares
+
+    series = resample(values, "1h").asfreq("1h").interpolate()
+    try:
+        return shares(series.to_numpy(), series.index, hour, work_h, year)[1]
+    except (KeyError, IndexError, ValueError):  # the trace does not span the year
+        return math.nan
+
+
+def choose(results: list[CaseResult]) -> float:
+    """The confidence that meets the day-by-day goals in every case of ``results`` with
+    the highest mean saving; if none does, the one with the fewest days worse."""
+    by_conf: dict[float, list[CaseResult]] = {}
+    for r in results:
+        by_conf.setdefault(r.confidence, []).append(r)
+
+    def safe(rs: list[CaseResult]) -> bool:
+        return all(r.worse() <= 0.10 and r.worst() >= -0.25 and r.saving["history"] >= 0
+                   for r in rs)
+
+    ok = [c for c, rs in by_conf.items() if safe(rs)]
+    if ok:
+        return max(ok, key=lambda c: np.mean([r.saving["history"] for r in by_conf[c]]))
+    return min(by_conf, key=lambda c: max(r.worse() for r in by_conf[c]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="shared data folder (default $GREENTUNE_DATA or ../shared/data)")
-    parser.add_argument("--csv", help="replay this CSV instead of the DE/FR traces")
-    parser.add_argument("--hours", default="9,17", help="submission hours (UTC) for --csv")
+    parser.add_argument("--csv", action="append",
+                        help="also replay this CSV, as PATH or NAME=PATH (a held-out trace; "
+                             "repeatable); with --only-csv instead of the DE/FR traces")
+    parser.add_argument("--only-csv", action="store_true", help="replay only the --csv traces")
+    parser.add_argument("--hours", default="0,9,17", help="submission hours (UTC) for --csv")
     parser.add_argument("--work", default="1,4,8", help="study lengths in hours")
     parser.add_argument("--year", type=int, default=2020)
-    parser.add_argument("--gate", action="store_true",
-                        help="also replay CarbonGate on a simulated clock (slower)")
+    parser.add_argument("--every", type=int, default=1,
+                        help="replay every N-th day only (CPU: the machine is shared)")
+    parser.add_argument("--confidence", type=float, default=HISTORY_CONFIDENCE,
+                        help="risk-aware waiting: the confidence a saving must clear "
+                             f"(default HISTORY_CONFIDENCE = {HISTORY_CONFIDENCE:g})")
+    parser.add_argument("--choose", help="comma-separated confidences: replay each, and report "
+                                         "each trace at the one chosen on the other traces")
     parser.add_argument("--margin", type=float, default=HISTORY_MIN_SAVING,
-                        help="min_saving the history policy must see before waiting "
-                             f"(default HISTORY_MIN_SAVING = {HISTORY_MIN_SAVING:g})")
+                        help="min_saving of the 'neutral' plan (default HISTORY_MIN_SAVING = "
+                             f"{HISTORY_MIN_SAVING:g})")
     parser.add_argument("--forecaster", choices=sorted(FORECASTERS), default="fitted",
                         help="history forecaster: fitted carry-over (default) or the fixed-fade "
                              "profile")
@@ -195,24 +288,50 @@ def main(argv: list[str] | None = None) -> int:
     lo, _, hi = args.months.partition("-")
     months = frozenset(range(int(lo), int(hi or lo) + 1))
     works = [int(h) for h in args.work.split(",")]
-    if args.csv:
-        traces = {Path(args.csv).stem: (Path(args.csv), tuple(int(h) for h in args.hours.split(",")))}
-    else:
+    traces: dict[str, tuple[Path, tuple[int, ...]]] = {}
+    if not args.only_csv:
         root = data_dir(args.data_dir)
         traces = {name: (root / rel, hours) for name, (rel, hours) in DEFAULT_TRACES.items()}
+    for csv in args.csv or []:  # NAME=PATH or PATH
+        name, _, path = csv.rpartition("=")
+        traces[name or Path(path).stem] = (Path(path), tuple(int(h) for h in args.hours.split(",")))
     for name, (path, _) in traces.items():
         if not Path(path).is_file():
             print(f"trace {name}: no file {path} (set --data-dir or GREENTUNE_DATA)", file=sys.stderr)
             return 2
+    confidences = ([float(c) for c in args.choose.split(",")] if args.choose
+                   else [args.confidence])
     results = []
     for name, (path, hours) in traces.items():
         provider = CsvProvider(path)
+        history = HistoryForecast(provider, FORECASTERS[args.forecaster]())
         for hour in hours:
             for work_h in works:
-                results.append(run_case(name, provider, hour, work_h, args.year, args.gate,
-                                        args.margin, args.forecaster, months))
-                print(f"  done {name} {hour:02d}:00 {work_h} h", file=sys.stderr, flush=True)
-    print_table(results, args.margin, args.forecaster)
+                ceiling = ceiling_for(provider.values, hour, work_h, args.year)
+                for conf in confidences:
+                    r = run_case(name, provider, hour, work_h, args.year, conf, args.margin,
+                                 args.forecaster, months, args.every, history)
+                    r.ceiling = ceiling
+                    results.append(r)
+                    print(f"  done {name} {hour:02d}:00 {work_h} h at {conf:g}", file=sys.stderr,
+                          flush=True)
+    note = f" (every {args.every} days)" if args.every > 1 else ""
+    if not args.choose:
+        print_table(results, note)
+        return 0
+    for conf in confidences:
+        print(f"\n== every trace at confidence {conf:g}")
+        print_table([r for r in results if r.confidence == conf], note)
+    if len(traces) < 2:
+        print("\n(one trace: no other to choose its confidence on; see each confidence above)")
+        return 0
+    held_out = []
+    for name in traces:
+        chosen = choose([r for r in results if r.trace != name])
+        print(f"\n{name}: confidence {chosen:g}, chosen on {', '.join(t for t in traces if t != name)}")
+        held_out += [r for r in results if r.trace == name and r.confidence == chosen]
+    print("\n== leave one trace out: each trace at the confidence chosen on the others")
+    print_table(held_out, note)
     return 0
 
 

@@ -119,7 +119,9 @@ def test_accounting_outside_a_trace_falls_back_to_static_and_says_so(tmp_path: P
     entry = _entry(T0 + 400 * H, T0 + 401 * H, 1.0, [])
     info = accountant.trial(entry)
     assert info["co2_kg"] == pytest.approx(56.0 / 1000)  # France's annual average
-    assert "csv history failed" in info["carbon_fallback"]
+    reason = info["carbon_fallback"]
+    assert reason.startswith("csv history: trace.csv covers 2020-06-01 00:00 to ")
+    assert "56 gCO2/kWh (FR (France) 2023 average) instead" in reason and "API" not in reason
     assert accountant.fallback_reasons
 
 

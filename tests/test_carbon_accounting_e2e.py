@@ -58,9 +58,11 @@ def test_study_records_trial_and_study_co2(ray_session, tmp_path: Path) -> None:
 def test_threshold_policy_waits_for_clean_power_and_the_saving_is_booked(
     ray_session, tmp_path: Path, capfd: pytest.CaptureFixture
 ) -> None:
-    # a trace that is dirty (500 g/kWh) for the next 15 s, then clean (100) for a day
+    # a trace that is dirty (500 g/kWh) for the next 45 s, then clean (100) for a day (45 s:
+    # opening the study and MLflow took over 15 s on a loaded 2-core machine, so the first
+    # launch came after a 15 s dirty spell and nothing waited)
     now = pd.Timestamp.now(tz="UTC").floor("s")
-    times = [now - pd.Timedelta("1min"), now + pd.Timedelta("15s")]
+    times = [now - pd.Timedelta("1min"), now + pd.Timedelta("45s")]
     times += [now + pd.Timedelta(hours=h) for h in range(1, 26)]
     values = [500.0, 100.0] + [100.0] * 25
     trace = tmp_path / "trace.csv"
@@ -82,8 +84,11 @@ def test_threshold_policy_waits_for_clean_power_and_the_saving_is_booked(
                 "deadline": "24h",
             },
             "output_dir": tmp_path / "threshold",
+            # a short study, and it says so: 0.01 kWh at one 10 W trial is 1 h of work
+            # (a 1 kWh budget would be 100 h, which no 24 h deadline can shift)
+            "energy": {"watts_per_core": 10.0},
         },
-        budget_kwh=1.0,
+        budget_kwh=0.01,
         progress=True,
     )
     # the console shows the wait as it starts (its length and reason) and as it ends, and the summary
@@ -102,6 +107,8 @@ def test_threshold_policy_waits_for_clean_power_and_the_saving_is_booked(
     assert result.carbon["carbon_waited_s"] > 1.0
     assert result.carbon["carbon_waits"] == 1
     assert "threshold" in result.carbon["carbon_policy"]
+    assert result.carbon["carbon_work_basis"] == (
+        "1 h expected: budget 0.01 kWh / (1 trial(s) at once x 10 W)")
     # at the study's start it would have run at 500 g/kWh (the trial lasts a moment)
     energy = row["energy_kwh"]
     assert row["co2_kg"] == pytest.approx(energy * 100 / 1000)

@@ -10,6 +10,7 @@ import pytest
 
 from tuner.carbon import CsvProvider, StaticProvider, read_intensity_csv, resample
 from tuner.carbon.series import StepFunction
+from tuner.errors import ConfigError
 
 UTC = timezone.utc
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "carbon"
@@ -24,7 +25,7 @@ def _at(*args: int) -> datetime:
 def test_static_known_zone_world_fallback_and_override() -> None:
     assert StaticProvider("FR").current().g_per_kwh == 56.0
     assert "Ember" in StaticProvider("DE").current().source
-    assert StaticProvider("DE-LU").current().g_per_kwh == 381.0  # sub-zone -> country
+    assert StaticProvider("DE-LU").current().g_per_kwh == 380.9  # sub-zone -> country
     world = StaticProvider(None).current()
     assert world.g_per_kwh == 481.0 and world.fallback_reason is None
     unknown = StaticProvider("ZZ").current()
@@ -152,7 +153,7 @@ def test_unrecognised_header_names_the_expected_columns(tmp_path: Path) -> None:
     path.write_text("when,value\n2020-01-01,1\n")
     with pytest.raises(ValueError, match="Time,Carbon Intensity"):
         read_intensity_csv(path)
-    with pytest.raises(FileNotFoundError, match="carbon.csv_path"):
+    with pytest.raises(ConfigError, match="carbon.csv_path: no such file"):  # exit 2 in the CLI
         read_intensity_csv(tmp_path / "missing.csv")
 
 
@@ -227,7 +228,8 @@ def test_registry_builds_each_provider_with_a_static_fallback(tmp_path: Path) ->
 
     path = tmp_path / "t.csv"
     path.write_text("Time,Carbon Intensity\n2020-06-01 00:00,100\n2020-06-01 00:15,300\n")
-    csv = build_provider(CarbonSettings(provider="csv", csv_path=path, step="30min", zone="FR"))
+    csv = build_provider(CarbonSettings(provider="csv", csv_path=path, step="30min", zone="FR"),
+                         clock=lambda: _at(2020, 6, 1, 0, 10))
     assert isinstance(csv, FallbackProvider) and isinstance(csv.primary, Resampled)
     assert csv.fallback.g_per_kwh == 56.0
     half_hour = csv.history(_at(2020, 6, 1), _at(2020, 6, 1, 0, 30)).values

@@ -187,10 +187,10 @@ def test_any_failure_falls_back_to_static_with_a_warning(
         with caplog.at_level(logging.WARNING, logger="tuner.carbon"):
             reading = provider.current()
             series = provider.forecast(state.now, state.now + timedelta(hours=3))
-    assert reading.g_per_kwh == 381.0  # Germany's static annual average
+    assert reading.g_per_kwh == 380.9  # Germany's static annual average
     assert reading.fallback_reason and "electricitymaps current failed" in reading.fallback_reason
-    assert series.fallback_reason and set(series.values) == {381.0}
-    assert "using static 381 gCO2/kWh" in caplog.text
+    assert series.fallback_reason and set(series.values) == {380.9}
+    assert "using static 380.9 gCO2/kWh (DE (Germany) 2023 average)" in caplog.text
     assert EM_TOKEN not in caplog.text and EM_TOKEN not in reading.fallback_reason
 
 

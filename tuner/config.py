@@ -315,6 +315,10 @@ class CarbonSettings(_Strict):
     placement: Literal["none", "lowest"] = Field(
         "none", description="`lowest`: each new trial goes to the free zone cleanest over its expected run (needs zones)."
     )
+    confidence: float = Field(
+        0.9, gt=0, lt=1,
+        description="forecast: history: wait only for a saving that clears the forecast's past error with this confidence.",
+    )
 
     @field_validator("deadline", "step")
     @classmethod
@@ -322,6 +326,13 @@ class CarbonSettings(_Strict):
         if value is not None:
             parse_duration(value, f"carbon.{info.field_name}")
         return value
+
+    @field_validator("csv_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        from tuner.carbon.csvfile import check_timezone
+
+        return check_timezone(value)
 
     @model_validator(mode="after")
     def _check_provider_options(self) -> CarbonSettings:
@@ -384,10 +395,9 @@ def parse_duration(text: str, field: str) -> float:
             ) from None
         raise ValueError(f"{field}: '{text}' is not a duration; write e.g. 90min, 2h or 24h") from None
     if not seconds > 0:
-        raise ValueError(
-            f"{field}: must be a positive duration from the study start, got '{text}' "
-            "(a deadline at or before the start is already past)"
-        )
+        why = (" from the study start (a deadline at or before the start is already past)"
+               if "deadline" in field else "")
+        raise ValueError(f"{field}: must be a positive duration{why}, got '{text}'")
     return seconds
 
 
@@ -772,6 +782,7 @@ def _describe(exc: ValidationError) -> str:
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"] if p not in {"float", "int", "choice", "fixed"})
         msg = str(err["msg"]).removeprefix("Value error, ")
+        msg = msg.removeprefix(f"{loc}: ")  # a validator that already named its field
         if err["type"] == "missing":
             msg = "is required"
         lines.append(f"{loc or 'config'}: {msg}")

@@ -67,3 +67,9 @@ class BudgetWarning(GreentuneWarning):
 
 class NoCompletedTrialWarning(GreentuneWarning):
     """A study ended without one completed trial: its Pareto front is empty."""
+
+
+class CarbonDataWarning(GreentuneWarning):
+    """A carbon trace has a defect greentune can read past (a gap, a missing value, a
+    repeated row, a file that ends before the deadline); the message names the file,
+    the rows and the option, and says what is done about it."""

@@ -28,6 +28,18 @@ def add_commands(commands: Any) -> None:
         default=0.0,
         help="wait only if it saves at least this fraction (default 0)",
     )
+    plan.add_argument(
+        "--forecast",
+        choices=["provider", "history"],
+        default="provider",
+        help="provider: its forecast (a CSV's recorded values); history: fitted on its past",
+    )
+    plan.add_argument(
+        "--confidence",
+        type=float,
+        help="--forecast history: wait only for a saving that clears the forecast's past "
+        "error with this confidence (default: the carbon.confidence default)",
+    )
 
 
 def _provider_options(parser: argparse.ArgumentParser) -> None:
@@ -62,17 +74,23 @@ def run(args: argparse.Namespace) -> int:
         "lifecycle": args.lifecycle,
         "base_url": args.base_url,
     }
+    if getattr(args, "confidence", None) is not None:
+        options["confidence"] = args.confidence
     try:
+        if args.carbon_command == "plan":  # bad durations first: they need no provider
+            parse_duration(args.duration, "--duration")
+            parse_duration(args.deadline, "--deadline")
         settings = CarbonSettings(**{k: v for k, v in options.items() if v is not None})
         now = _now(args.at)
         provider = build_provider(settings, clock=lambda: now)
         if args.carbon_command == "now":
             return _now_command(provider)
-        return _plan_command(provider, now, args)
+        return _plan_command(provider, now, args, settings)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         message = str(first["msg"]).removeprefix("Value error, ")
+        message = message.removeprefix(f"carbon.{field}: ")
         where = f"--{field.replace('_', '-')}: " if field else ""
         print(f"greentune carbon: {where}{message}", file=sys.stderr)
         return 2
@@ -102,16 +120,28 @@ def _now_command(provider: Any) -> int:
     return 0
 
 
-def _plan_command(provider: Any, now: datetime, args: argparse.Namespace) -> int:
+def _plan_command(provider: Any, now: datetime, args: argparse.Namespace,
+                  settings: CarbonSettings) -> int:
+    import pandas as pd
+
     from tuner.carbon.schedule import SchedulePolicy, plan_start
+    from tuner.carbon.series import last_step
 
     duration = timedelta(seconds=parse_duration(args.duration, "--duration"))
     deadline = now + timedelta(seconds=parse_duration(args.deadline, "--deadline"))
     if not 0.0 <= args.min_saving < 1.0:
         raise ValueError(f"--min-saving: a fraction in [0, 1), got {args.min_saving}")
-    series = provider.forecast(now, deadline)
+    risk = None
     policy = SchedulePolicy("flexible-start", min_saving=args.min_saving)
-    plan = plan_start(series, now, duration, deadline, policy)
+    if args.forecast == "history":
+        from tuner.carbon.forecast import HistoryForecast
+
+        provider = HistoryForecast(provider)
+        policy = SchedulePolicy("flexible-start", min_saving=args.min_saving,
+                                confidence=settings.confidence)
+        risk = provider.saving_risk(now, deadline, duration, settings.confidence)
+    series = provider.forecast(now, deadline)
+    plan = plan_start(series, now, duration, deadline, policy, risk)
     wait = plan.start - now
     print(
         f"start: {plan.start:%Y-%m-%d %H:%M} UTC (in {wait.total_seconds() / 3600:.1f} h), "
@@ -127,4 +157,11 @@ def _plan_command(provider: Any, now: datetime, args: argparse.Namespace) -> int
         f"forecast: {series.source}"
         + (f" (fallback: {series.fallback_reason})" if series.fallback_reason else "")
     )
+    values = series.values.dropna()
+    if len(values):
+        seen_until = values.index[-1] + last_step(values)
+        if seen_until < pd.Timestamp(deadline):
+            seen = max((seen_until - pd.Timestamp(now)).total_seconds(), 0.0) / 3600
+            print(f"note: the forecast covers {seen:.1f} h of the {args.deadline} to the "
+                  "deadline; windows after its end were not considered")
     return 0

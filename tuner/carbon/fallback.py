@@ -38,6 +38,8 @@ class FallbackProvider(IntensityProvider):
         self.cooldown_s = cooldown_s
         self._failed_at: float | None = None
         self._last_reason = "not yet failed"
+        # a trace file is read again at no cost and never "comes back": no cooldown
+        self.is_file = bool(getattr(primary, "is_file", False))
 
     def _redact(self, text: str) -> str:
         client = getattr(self.primary, "client", None)
@@ -45,7 +47,8 @@ class FallbackProvider(IntensityProvider):
 
     def _call(self, what: str, primary: Callable[[], T], fallback: Callable[[], T]) -> T:
         cooling = (
-            self._failed_at is not None and time.monotonic() - self._failed_at < self.cooldown_s
+            not self.is_file
+            and self._failed_at is not None and time.monotonic() - self._failed_at < self.cooldown_s
         )
         if not cooling:
             try:
@@ -57,14 +60,21 @@ class FallbackProvider(IntensityProvider):
                 self._last_reason = self._redact(f"{type(exc).__name__}: {exc}")
                 reason = self._reason(what)
                 log.warning("carbon intensity: %s", reason)
+        elif self.is_file:
+            reason = self._reason(what)
         else:
             reason = self._reason(what) + f" (retrying the API after {self.cooldown_s:.0f} s)"
         return dataclasses.replace(fallback(), fallback_reason=reason)
 
     def _reason(self, what: str) -> str:
+        if self.is_file:  # the file simply does not reach this time: no failure, no retry
+            return (
+                f"{self.primary.name} {what}: {self._last_reason.split(': ', 1)[-1]}; using "
+                f"static {self.fallback.g_per_kwh:g} gCO2/kWh ({self.fallback.label}) instead"
+            )
         return (
             f"{self.primary.name} {what} failed ({self._last_reason}); using static "
-            f"{self.fallback.g_per_kwh:g} gCO2/kWh instead"
+            f"{self.fallback.g_per_kwh:g} gCO2/kWh ({self.fallback.label}) instead"
         )
 
     def current(self) -> IntensityReading:

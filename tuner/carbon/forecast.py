@@ -16,17 +16,20 @@ to a particular trace. :class:`ProfileForecaster` fades the anomaly with a fixed
 constant instead; it is kept for comparison and, with ``days=1, anomaly_hours=0``, is the
 naive "yesterday's curve" strawman.
 
-Either is still a guess. ``HISTORY_MIN_SAVING`` is the margin a policy asks a history
-forecast to clear before waiting (``SchedulePolicy(min_saving=...)``); it is 0, as the
-fitted forecaster did not need one. ``benchmarks/carbon_shift.py`` measures the result
-against run-now and the oracle.
+Either is still a guess, so :meth:`HistoryForecast.saving_risk` measures how wrong it
+has been: the plan waits only for a saving that clears the forecast's own past error at
+that lead time with ``HISTORY_CONFIDENCE`` (``SchedulePolicy(confidence=...)``).
+``HISTORY_MIN_SAVING`` is a flat margin on top; it is 0. ``benchmarks/carbon_shift.py``
+measures the result against run-now and the oracle, day by day.
 
 Example::
 
     provider = HistoryForecast(CsvProvider("ger_ci.csv"))
     series = provider.forecast(now, now + timedelta(hours=24))
+    risk = provider.saving_risk(now, now + timedelta(hours=24), timedelta(hours=4),
+                                HISTORY_CONFIDENCE)
     plan = plan_start(series, now, timedelta(hours=4), now + timedelta(hours=24),
-                      SchedulePolicy(min_saving=HISTORY_MIN_SAVING))
+                      SchedulePolicy(confidence=HISTORY_CONFIDENCE), risk)
 """
 
 from __future__ import annotations
@@ -38,11 +41,19 @@ import numpy as np
 import pandas as pd
 
 from tuner.carbon.base import IntensityProvider, IntensityReading, IntensitySeries
-from tuner.carbon.series import last_step, to_utc
+from tuner.carbon.schedule import SavingRisk
+from tuner.carbon.series import StepFunction, last_step, to_utc
 
 # No margin: with the fitted carry-over, a margin bought nothing on the DE/FR replays and
 # cost share of the oracle (benchmarks/carbon_shift.py --margin; docs/carbon.md).
 HISTORY_MIN_SAVING = 0.0
+#: How sure a history forecast's saving must be before a plan waits for it: the share of
+#: past days on which the realised saving was at least the one the plan counts on
+#: (:class:`~tuner.carbon.schedule.SavingRisk`). Chosen on one 2020 trace and checked on
+#: the other (benchmarks/carbon_shift.py --choose; docs/carbon.md).
+HISTORY_CONFIDENCE = 0.9
+#: Past days on which the forecast's error is measured, at the same time of day.
+BACKTEST_DAYS = 28
 DAY = pd.Timedelta(days=1)
 
 
@@ -194,16 +205,76 @@ def _past(history: pd.Series, now: pd.Timestamp) -> tuple[pd.Series, pd.Timedelt
 
 class HistoryForecast(IntensityProvider):
     """Gives any provider with history a forecast built from that history
-    (:class:`FittedForecaster` unless another forecaster is given).
+    (:class:`FittedForecaster` unless another forecaster is given), and measures how
+    wrong that forecast has been (:meth:`saving_risk`).
 
     ``current`` and ``history`` go to the wrapped provider unchanged.
     """
 
-    def __init__(self, inner: IntensityProvider, forecaster: Forecaster | None = None):
+    def __init__(self, inner: IntensityProvider, forecaster: Forecaster | None = None,
+                 *, backtest_days: int = BACKTEST_DAYS):
+        if backtest_days < 1:
+            raise ValueError(f"backtest_days must be >= 1, got {backtest_days}")
         self.inner = inner
         self.forecaster = forecaster or FittedForecaster()
+        self.backtest_days = backtest_days
         self.name = f"{inner.name}+history-forecast"
         self.signal = inner.signal
+        # forecasts made at past origins depend only on the history before them: kept, so
+        # re-planning every hour does not refit the same past days again
+        self._backtests: dict[int, tuple[int, pd.Series | None]] = {}
+
+    def saving_risk(self, now: datetime, deadline: datetime, work: timedelta,
+                    confidence: float) -> SavingRisk:
+        """The forecast's past error on the saving of each start up to ``deadline - work``.
+
+        For each of the last ``backtest_days`` days, the forecaster is run at the same
+        time of day from only what was known then, and the saving it promised for a
+        window starting ``L`` later is compared with the saving that window really gave
+        (both against starting at that origin). This is the error the plan must clear
+        at lead time ``L``; origins whose windows are not all in the past yet are
+        measured on the part that is.
+        """
+        now_ts = to_utc(now)
+        horizon = to_utc(deadline) - now_ts
+        work_td = pd.Timedelta(work)
+        start = now_ts - self.backtest_days * DAY - pd.Timedelta(self.forecaster.history_needed)
+        values = self.inner.history(start.to_pydatetime(), now_ts.to_pydatetime()).values
+        values = values.dropna().sort_index()
+        step = last_step(values) if len(values) else pd.Timedelta(hours=1)
+        latest = max((horizon - work_td).total_seconds(), 0.0)
+        offsets = np.arange(0.0, latest + 1e-6, step.total_seconds())
+        rows = []
+        if len(values) >= 2:
+            actual = StepFunction(values)
+            width = float(work_td.value)
+            for b in range(1, self.backtest_days + 1):
+                origin = now_ts - b * DAY
+                predicted = self._backtest(values, origin, origin + horizon)
+                if predicted is None or len(predicted) < 1:
+                    continue
+                starts = origin.value + offsets * 1e9
+                got = actual.window_means(starts, width)
+                promised = StepFunction(predicted).window_means(starts, width)
+                if np.isnan(got[0]) or np.isnan(promised[0]) or got[0] <= 0 or promised[0] <= 0:
+                    continue
+                rows.append((1.0 - got / got[0]) - (1.0 - promised / promised[0]))
+        errors = np.array(rows) if rows else np.full((0, len(offsets)), np.nan)
+        return SavingRisk(offsets, errors, confidence, "past days' forecasts at this hour")
+
+    def _backtest(self, values: pd.Series, origin: pd.Timestamp, end: pd.Timestamp) -> pd.Series | None:
+        cached = self._backtests.get(origin.value)
+        if cached is not None and cached[0] >= end.value:
+            return cached[1]
+        try:
+            predicted: pd.Series | None = self.forecaster.predict(values, origin.to_pydatetime(),
+                                                                  end.to_pydatetime())
+        except ValueError:  # not enough history before that origin
+            predicted = None
+        if len(self._backtests) >= 20_000:  # a year of hourly origins; oldest first out
+            self._backtests.pop(next(iter(self._backtests)))
+        self._backtests[origin.value] = (end.value, predicted)
+        return predicted
 
     def current(self) -> IntensityReading:
         return self.inner.current()

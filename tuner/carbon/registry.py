@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 from tuner.carbon.base import IntensityProvider, IntensityReading, IntensitySeries
 from tuner.carbon.fallback import FallbackProvider
@@ -17,15 +17,25 @@ from tuner.carbon.series import resample
 from tuner.carbon.static import StaticProvider
 from tuner.config import CarbonSettings
 
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
 PROVIDERS = ("static", "csv", "ukci", "electricitymaps", "watttime")
 
 
 def build_provider(
-    settings: CarbonSettings, *, clock: Callable[[], datetime] | None = None
+    settings: CarbonSettings,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    horizon: timedelta | None = None,
 ) -> IntensityProvider:
     """The provider ``settings`` describe, with its static fallback.
 
-    ``clock`` only matters for the CSV provider, whose "now" may be a replay clock.
+    ``clock`` only matters for the CSV provider, whose "now" may be a replay clock. A CSV
+    must cover that "now" (else :class:`~tuner.errors.ConfigError`) and is warned about
+    when it ends before ``now + horizon`` (default: ``carbon.deadline``).
     """
     static = StaticProvider(settings.zone, settings.g_per_kwh)
     if settings.provider == "static":
@@ -42,12 +52,16 @@ def build_provider(
         from tuner.carbon.csvfile import CsvProvider
 
         assert settings.csv_path is not None  # checked by CarbonSettings
-        primary = CsvProvider(
+        csv = CsvProvider(
             settings.csv_path.expanduser(),
             timezone_name=settings.csv_timezone,
             lifecycle=settings.lifecycle,
             clock=clock,
         )
+        if horizon is None and settings.deadline_s is not None:
+            horizon = timedelta(seconds=settings.deadline_s)
+        csv.check_covers((clock or _utc_now)(), horizon)
+        primary = csv
     elif settings.provider == "ukci":
         from tuner.carbon.ukci import UkCarbonIntensityProvider
 
@@ -78,6 +92,7 @@ class Resampled(IntensityProvider):
         self.inner, self.step = inner, step
         self.name, self.signal = inner.name, inner.signal
         self.client = getattr(inner, "client", None)
+        self.is_file = bool(getattr(inner, "is_file", False))
 
     def current(self) -> IntensityReading:
         return self.inner.current()

@@ -34,7 +34,9 @@ class SchedulePolicy:
     - ``none``: start now.
     - ``flexible-start``: the start whose window has the lowest mean intensity; wait only
       when that saves at least ``min_saving`` (a fraction) against starting now, so that
-      an uncertain forecast (one built from history alone) does not make us wait for nothing.
+      an uncertain forecast (one built from history alone) does not make us wait for nothing;
+      with ``confidence`` (and a :class:`SavingRisk` given to :func:`plan_start`), the
+      saving must also clear the forecast's own past error at that lead time.
     - ``threshold``: the first time the intensity is at or under ``level_g_per_kwh``, or
       under the ``percentile`` (0-100) of the forecast up to the deadline; start now when
       the forecast never gets there in time.
@@ -44,8 +46,11 @@ class SchedulePolicy:
     level_g_per_kwh: float | None = None
     percentile: float | None = None
     min_saving: float = 0.0
+    confidence: float | None = None  # flexible-start: clear the forecast's past error (SavingRisk)
 
     def __post_init__(self) -> None:
+        if self.confidence is not None and not 0.0 < self.confidence < 1.0:
+            raise ValueError(f"policy.confidence is a fraction in (0, 1), got {self.confidence}")
         if self.kind not in POLICY_KINDS:
             raise ValueError(
                 f"policy.kind must be one of {', '.join(POLICY_KINDS)}, got {self.kind!r}"
@@ -61,6 +66,52 @@ class SchedulePolicy:
                 raise ValueError(f"policy.level_g_per_kwh must be >= 0, got {self.level_g_per_kwh}")
             if self.percentile is not None and not 0.0 <= self.percentile <= 100.0:
                 raise ValueError(f"policy.percentile must be in [0, 100], got {self.percentile}")
+
+
+@dataclass(frozen=True)
+class SavingRisk:
+    """How wrong a forecast's *saving* has been, by how far ahead the window starts.
+
+    ``errors[i, j]`` is the realised minus the forecast saving of the window starting
+    ``offsets_s[j]`` seconds after the origin, for the ``i``-th past origin (the same time
+    of day on an earlier day, forecast only from what was known then). A plan that
+    waits needs ``saving + lower(offset) > 0``: the saving must beat the forecast's own
+    error at that lead time, not just be positive. ``lower`` is the ``1 - confidence``
+    quantile of the errors, so with ``confidence=0.9`` a wait is expected to lose against
+    starting at once on at most about one day in ten (if the past errors are like the
+    future ones).
+    """
+
+    offsets_s: np.ndarray
+    errors: np.ndarray
+    confidence: float
+    source: str = "past forecasts"
+    min_samples: int = 7  # fewer past errors than this at a lead time: never wait for it
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.confidence < 1.0:
+            raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
+        if self.errors.ndim != 2 or self.errors.shape[1] != len(self.offsets_s):
+            raise ValueError("errors must be (samples, offsets)")
+
+    @property
+    def samples(self) -> int:
+        """Past origins measured (at the shortest lead)."""
+        return int(self.errors.shape[0])
+
+    def lower(self, starts_s: np.ndarray) -> np.ndarray:
+        """The ``1 - confidence`` quantile of the saving's error at each start offset
+        (interpolated between measured offsets; 0 at offset 0, where nothing is forecast)."""
+        return self.quantile(starts_s, 1.0 - self.confidence)
+
+    def quantile(self, starts_s: np.ndarray, level: float) -> np.ndarray:
+        """The ``level`` quantile of the saving's error at each start offset (see ``lower``)."""
+        with np.errstate(all="ignore"):
+            q = np.nanquantile(self.errors, level, axis=0)
+        enough = (~np.isnan(self.errors)).sum(axis=0) >= self.min_samples
+        q = np.where(enough & ~np.isnan(q), q, -np.inf)  # unmeasured lead: never wait for it
+        out = np.interp(starts_s, self.offsets_s, q, left=0.0, right=-np.inf)
+        return np.where(np.asarray(starts_s) <= 0.0, 0.0, out)
 
 
 @dataclass(frozen=True)
@@ -82,8 +133,14 @@ def plan_start(
     duration: timedelta,
     deadline: datetime,
     policy: SchedulePolicy | None = None,
+    risk: SavingRisk | None = None,
 ) -> StartPlan:
     """Choose when to start ``duration`` of work so that it ends by ``deadline``.
+
+    With ``risk`` (flexible-start only), each later window is scored by its forecast
+    saving plus the lower quantile of the forecast's past error at that lead time, and
+    the plan waits only for the best such score above zero (and above ``min_saving``):
+    a saving that the forecast's own error could erase is not worth waiting for.
 
     The start is always in ``[now, deadline - duration]``; when the work cannot fit before
     the deadline it starts now and the reason says so. Values before the first timestamp
@@ -115,6 +172,8 @@ def plan_start(
     means = curve.mean(starts, d)
     if policy.kind == "threshold":
         return _threshold(curve, policy, starts, means, latest + d, at)
+    if risk is not None:
+        return _risk_aware(starts, means, now_mean, d, policy, risk, at)
     best = int(np.flatnonzero(means <= means.min() * (1 + 1e-12) + 1e-12)[0])  # earliest of ties
     saving = 1.0 - means[best] / now_mean if now_mean > 0 else 0.0
     if best == 0:
@@ -125,6 +184,30 @@ def plan_start(
     return at(starts[best], means[best],
               f"lowest mean intensity over {_hours(d)} h of work starts in "
               f"{_hours(starts[best])} h (saves {saving:.1%})")
+
+
+def _risk_aware(starts: np.ndarray, means: np.ndarray, now_mean: float, d: float,
+                policy: SchedulePolicy, risk: SavingRisk, at) -> StartPlan:
+    saving = 1.0 - means / now_mean if now_mean > 0 else np.zeros_like(means)
+    floor = saving + risk.lower(starts)
+    floor[0] = 0.0  # starting now is what every saving is measured against
+    best = int(np.flatnonzero(floor >= floor.max() - 1e-12)[0])
+    conf = f"{risk.confidence:.0%}"
+    if best == 0:
+        top = int(np.argmax(saving))
+        if top == 0:
+            return at(0.0, now_mean, "start now: no later window has a lower mean intensity")
+        return at(0.0, now_mean,
+                  f"start now: the best window (in {_hours(starts[top])} h) saves "
+                  f"{saving[top]:.1%} as forecast, but the forecast's error at that lead "
+                  f"could erase it ({conf} confidence, {risk.samples} {risk.source})")
+    if floor[best] < policy.min_saving:
+        return at(0.0, now_mean, f"start now: the best window saves at least {floor[best]:.1%} "
+                                 f"with {conf} confidence, under the {policy.min_saving:.1%} margin")
+    return at(starts[best], means[best],
+              f"lowest-risk window over {_hours(d)} h of work starts in {_hours(starts[best])} h: "
+              f"saves {saving[best]:.1%} as forecast, at least {floor[best]:.1%} with {conf} "
+              f"confidence ({risk.samples} {risk.source})")
 
 
 def _threshold(curve: _Curve, policy: SchedulePolicy, starts: np.ndarray, means: np.ndarray,
@@ -209,6 +292,10 @@ def _check_inputs(series: IntensitySeries, now: datetime, duration: timedelta,
         raise ValueError("series.values needs a tz-aware DatetimeIndex (UTC)")
     if not values.index.is_monotonic_increasing:
         raise ValueError("series.values index must be sorted")
+    if (values < 0).any():
+        when = values.index[np.flatnonzero(values.to_numpy() < 0)[0]]
+        raise ValueError(f"series from {series.source!r} has a negative intensity "
+                         f"({values[when]:g} g/kWh at {when}); an intensity is >= 0")
 
 
 def _hours(seconds: float) -> str:

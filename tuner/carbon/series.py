@@ -26,7 +26,8 @@ def last_step(values: pd.Series) -> pd.Timedelta:
     """How long the final value holds: the median spacing (1 h for a single point)."""
     if len(values) < 2:
         return pd.Timedelta(hours=1)
-    return pd.Series(values.index).diff().median()
+    ns = pd.DatetimeIndex(values.index).as_unit("ns").asi8
+    return pd.Timedelta(int(np.median(np.diff(ns))), unit="ns")
 
 
 class StepFunction:
@@ -74,6 +75,17 @@ class StepFunction:
                 return float(self._v[np.searchsorted(self._t, start.value, "right") - 1])
             return float("nan")
         return self.integral(start, end) / span
+
+    def window_means(self, starts_ns: np.ndarray, width_ns: float) -> np.ndarray:
+        """Mean over ``[start, start + width)`` for each start (ns since the epoch); NaN
+        where a window reaches outside the series, so no mean is built on a part of it."""
+        starts = np.asarray(starts_ns, dtype=np.float64)
+        inside = (starts >= self._t[0]) & (starts + width_ns <= self._end)
+        if width_ns <= 0:
+            i = np.clip(np.searchsorted(self._t, starts, side="right") - 1, 0, len(self._t) - 1)
+            return np.where(inside, self._v[i], np.nan)
+        integral = self._integral(starts + width_ns) - self._integral(starts)
+        return np.where(inside, integral / width_ns, np.nan)
 
     def means(self, edges: pd.DatetimeIndex) -> np.ndarray:
         """Time-weighted mean in each bucket between consecutive ``edges``."""

@@ -4,7 +4,8 @@
 ``flexible-start`` wrap it in :class:`~tuner.carbon.gate.CarbonGate`, planning on the
 provider's forecast (or, with ``forecast: history``, on a forecast fitted on its own
 history) for the work the study still has to do, estimated from the trials finished so
-far. ``pause-resume`` gates launches like ``threshold`` and adds
+far; until one has, from the budget, the trial cap and the concurrency
+(:func:`expected_work`). ``pause-resume`` gates launches like ``threshold`` and adds
 :class:`~tuner.carbon.pause.CarbonPauseScheduler`, which pauses checkpointing trials
 while the intensity is above the threshold. The deadline is counted from the moment the
 study starts.
@@ -43,25 +44,74 @@ def gate_searcher(
     from tuner.carbon.gate import CarbonGate
     from tuner.carbon.schedule import SchedulePolicy
 
-    min_saving = carbon.min_saving
+    min_saving, confidence = carbon.min_saving, None
     if carbon.forecast == "history":
         provider = HistoryForecast(provider)
         min_saving = max(min_saving, HISTORY_MIN_SAVING)
+        confidence = carbon.confidence
     policy = SchedulePolicy(
         "threshold" if carbon.policy == "pause-resume" else carbon.policy,  # type: ignore[arg-type]
         level_g_per_kwh=carbon.threshold_g_per_kwh,
         percentile=carbon.threshold_percentile,
         min_saving=min_saving,
+        confidence=confidence,
     )
     assert carbon.deadline_s is not None  # CarbonSettings requires it for a policy
+    at_once = concurrency(cfg)
+    assumed, basis = expected_work(cfg, at_once, driver_watts(cfg))
     return CarbonGate(
         searcher,
         provider,
         deadline=study_start + timedelta(seconds=carbon.deadline_s),
         policy=policy,
-        work=_work_left(cfg, ledger),
+        work=_work_left(cfg, ledger, at_once),
+        assumed_work=assumed,
+        assumed_basis=basis,
         notify=notify,
     )
+
+
+#: What the gate plans with when nothing says how long the study runs (GPU trials
+#: without a power override, before their first trial ends).
+FALLBACK_WORK = timedelta(hours=1)
+
+
+def expected_work(cfg: StudyConfig, at_once: int, watts_per_core: float) -> tuple[timedelta, str]:
+    """The study's expected wall time before any trial has finished, and how it was found.
+
+    A study ends when its energy budget is spent (or its trial cap reached, or its space
+    exhausted). Running ``n = min(concurrency, max_trials)`` trials at once, each drawing
+    ``P = cpu x watts_per_core (+ gpu x the gpu override's watts)``, it spends the budget
+    ``B`` in ``B / (n x P)``: that is the work planned with. It is the longest the study
+    can run, so the gate may wait less than it could but never plans a start the study
+    cannot finish from; once a trial finishes, the measured estimate
+    (:func:`~tuner.carbon.gate.remaining_work`) replaces it. Without a power figure for
+    the trial's GPUs there is no honest estimate and :data:`FALLBACK_WORK` is used.
+    """
+    trial = cfg.resources_per_trial
+    gpu_override = cfg.energy.overrides.get("gpu")
+    if trial.gpu > 0 and gpu_override is None:
+        return FALLBACK_WORK, (f"{_h(FALLBACK_WORK)} h assumed: no power figure for GPU trials "
+                               "until one finishes (energy.overrides.gpu gives one)")
+    n = min(at_once, cfg.max_trials) if cfg.max_trials else at_once
+    watts = trial.cpu * watts_per_core + (trial.gpu * gpu_override.watts if gpu_override else 0.0)
+    if watts <= 0:
+        return FALLBACK_WORK, f"{_h(FALLBACK_WORK)} h assumed: trials reserve no power"
+    seconds = cfg.budget_kwh * 3.6e6 / (n * watts)
+    work = timedelta(seconds=seconds)
+    return work, (f"{_h(work)} h expected: budget {cfg.budget_kwh:g} kWh / ({n} trial(s) at once "
+                  f"x {watts:.0f} W)")
+
+
+def driver_watts(cfg: StudyConfig) -> float:
+    """Watts per busy core on this machine (the energy settings' figure, else the TDP table's)."""
+    from tuner.energy.factory import driver_watts_per_core
+
+    return driver_watts_per_core(cfg.energy)
+
+
+def _h(span: timedelta) -> str:
+    return f"{span.total_seconds() / 3600:.2f}".rstrip("0").rstrip(".")
 
 
 def pause_scheduler(
@@ -81,17 +131,15 @@ def pause_scheduler(
         deadline=study_start + timedelta(seconds=carbon.deadline_s),
         level_g_per_kwh=carbon.threshold_g_per_kwh,
         percentile=carbon.threshold_percentile,
-        work=_work_left(cfg, ledger),
+        work=_work_left(cfg, ledger, concurrency(cfg)),
         ledger=ledger,
         notify=notify,
     )
 
 
-def _work_left(cfg: StudyConfig, ledger: EnergyLedger) -> Callable[[], timedelta | None]:
+def _work_left(cfg: StudyConfig, ledger: EnergyLedger, at_once: int) -> Callable[[], timedelta | None]:
     """Wall time the study still needs, from the trials finished so far (``None``: unknown)."""
     from tuner.carbon.gate import remaining_work
-
-    at_once = concurrency(cfg)
 
     def work() -> timedelta | None:
         done = ledger.completed()
@@ -134,4 +182,4 @@ def utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
-__all__ = ["concurrency", "gate_report", "gate_searcher", "pause_scheduler", "trials_left", "utc"]
+__all__ = ["concurrency", "expected_work", "gate_report", "gate_searcher", "pause_scheduler", "trials_left", "utc"]
