@@ -279,7 +279,7 @@ def test_console_shows_a_wait_when_it_starts_while_it_lasts_and_when_it_ends():
     gate, _ = make_gate(day_with(h6=20), clock, work=lambda: H, notify=lines.append)
     assert gate.suggest("a") is None
     assert lines == ["[greentune] carbon: holding trial launches for 6 h (until 06:00 UTC): lowest mean "
-                     "intensity over 1 h of work starts in 6 h (saves 80.0%)"]
+                     "intensity over 1 h of work starts in 6 h (saves 80.0%) [work: 1 h measured on finished trials]"]
     clock.advance(timedelta(seconds=30))
     assert gate.suggest("a") is None and len(lines) == 1  # nothing new within a minute
     clock.advance(timedelta(seconds=30))
