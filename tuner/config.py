@@ -469,6 +469,9 @@ class StudyConfig(_Strict):
     address_timeout_s: float = Field(
         10.0, gt=0, le=600, description="How long the Ray cluster at `address` has to answer before the study is refused."
     )
+    trial_timeout_s: float | None = Field(
+        None, gt=0, description="Fail a trial that runs longer (its energy counted, its processes ended); default none."
+    )
     report: ReportSettings = Field(ReportSettings(), description="The price tag's rates.")
     reference_point: ReferencePoint = Field(ReferencePoint(), description="Where hypervolume is measured from.")
 

@@ -67,7 +67,7 @@ def run_ray_tune(cfg: StudyConfig, objective: Any, searcher: Any, stopper: Any, 
 
     settings = TrialSettings(
         objective=objective, metric=cfg.metric, energy=with_idle_baseline(cfg.energy),
-        report_interval_s=cfg.energy.report_interval_s,
+        report_interval_s=cfg.energy.report_interval_s, timeout_s=cfg.trial_timeout_s,
     )
     resources = {"cpu": cfg.resources_per_trial.cpu, "gpu": cfg.resources_per_trial.gpu}
     trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings), resources)

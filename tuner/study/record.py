@@ -26,6 +26,11 @@ ENERGY_METRIC = "energy_kwh"
 REPORTED_SOURCE = "reported"
 """``energy_source`` of a trial whose objective returned its own ``energy_kwh``."""
 
+UNDERREPORTED_SOURCE = "measured-over-reported"
+"""``energy_source`` of a trial whose objective reported an ``energy_kwh`` far below what
+its window measured (see ``tuner.trial.REPORTED_ENERGY_FLOOR``): the measurement is booked,
+the report kept in ``energy_reported_kwh``."""
+
 # The keys greentune adds to a trial's Ray result, beside the objective's metrics.
 STATUS_KEY = "greentune_status"
 REPORTS_KEY = "greentune_epochs"  # how many tuner.report() calls so far
