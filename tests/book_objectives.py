@@ -87,3 +87,16 @@ def overstays(params: dict) -> dict:
             tuner.report(accuracy=0.5)
     return {"accuracy": 1.0}
 
+
+def leaky(params: dict) -> dict:
+    """Leaks the environment's ``DB_PASSWORD`` every way an objective can: a print, a log line
+    through a ``tuner.*`` logger, and (``fail``) an error that quotes it."""
+    import logging
+
+    secret = os.environ.get("DB_PASSWORD", "")
+    print(f"printed DB_PASSWORD={secret}", flush=True)
+    logging.getLogger("tuner.my_objective").warning("logged DB_PASSWORD=%s", secret)
+    _burn(0.1)
+    if params["fail"]:
+        raise RuntimeError(f"could not log in to the database with DB_PASSWORD={secret}")
+    return {"accuracy": 0.5}

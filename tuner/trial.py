@@ -31,7 +31,7 @@ from typing import Any
 from tuner.children import adopt_orphans, end_descendants
 from tuner.config import EnergySettings
 from tuner.energy import Measurement, make_meter
-from tuner.redact import redact
+from tuner.redact import install_stream_redaction, redact
 from tuner.study.record import (
     ENERGY_METRIC,
     REPORTED_SOURCE,
@@ -142,6 +142,7 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
     if _last_objective is not None and _last_objective.is_alive():
         raise RuntimeError("an earlier trial's objective still runs in this process; "
                            "its energy would be metered as this trial's")
+    install_stream_redaction()  # what the objective prints or logs reaches the driver's console
     adopt_orphans()  # a daemonised grandchild stays a descendant: metered, and ended with the trial
     gpu_ids, gpu_shared = _assigned_gpus()
     meter = make_meter(settings.energy, gpu_ids=gpu_ids, gpu_shared=gpu_shared)
