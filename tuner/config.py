@@ -67,7 +67,6 @@ class _Strict(BaseModel):
         return data
 
 
-
 class _FieldError(ValueError):
     """A problem found by a model-level check that belongs to one field: the message names it."""
 
