@@ -62,12 +62,117 @@ def test_redact_masks_secrets_and_keeps_the_rest(monkeypatch, text: str, expecte
     assert redact(text) == expected
 
 
-def test_secret_env_names_are_guessed_but_harmless_values_are_not_masked():
-    env = {"HF_TOKEN": "hf_abcdefgh1234", "DB_PASSWORD": "correct-horse", "MY_API_KEY": "k-98765432",
-           "TOKENIZERS_PARALLELISM": "false", "PATH": "/usr/bin", "WATTTIME_PASSWORD": "pw4!",
-           "SOME_SECRET": "short"}
-    assert set(secret_values(env)) == {"hf_abcdefgh1234", "correct-horse", "k-98765432", "pw4!"}
-    assert redact("false /usr/bin short", env) == "false /usr/bin short"
+def test_secret_env_names_are_guessed_and_short_values_masked_too():
+    """Any length from 4 characters on (issue 23: DB_PASSWORD=hunter2 was under the old 8)."""
+    env = {"HF_TOKEN": "hf_abcdefgh1234", "DB_PASSWORD": "hunter2", "MY_API_KEY": "k-98765432",
+           "PGPASSWORD": "pg-pw", "GPG_KEY": "ABCD1234", "SOME_SECRET": "short", "WATTTIME_PASSWORD": "pw4!",
+           "TOKENIZERS_PARALLELISM": "false", "KEYRING_BACKEND": "keyring.backends.null", "PATH": "/usr/bin",
+           "FEATURE_KEY": "true", "X_TOKEN": "abc"}
+    assert set(secret_values(env)) == {"hf_abcdefgh1234", "hunter2", "k-98765432", "pg-pw", "ABCD1234", "short",
+                                       "pw4!"}
+    assert redact("login failed: DB_PASSWORD=hunter2 (pg-pw)", env) == "login failed: DB_PASSWORD=*** (***)"
+    assert redact("false /usr/bin true abc keyring.backends.null", env) == "false /usr/bin true abc keyring.backends.null"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [("https://api.example/v3?auth-token=abc123&zone=DE", "https://api.example/v3?auth-token=***&zone=DE"),
+     ("https://h/x?zone=DE&X-Amz-Signature=f00d&y=1", "https://h/x?zone=DE&X-Amz-Signature=***&y=1"),
+     ("https://h/x?refresh_token=r1&apikey=k2", "https://h/x?refresh_token=***&apikey=***"),
+     ("https://h/x?zone=DE&step=1h", "https://h/x?zone=DE&step=1h")],
+    ids=["auth_token", "signature", "two", "none"],
+)
+def test_token_like_query_parameters_are_masked(url: str, expected: str):
+    assert redact(url, environ={}) == expected
+
+
+def test_auth_token_in_base_url_is_masked_in_the_stored_config():
+    from tuner.config import config_dump, load_config
+
+    cfg = load_config({"objective": "tests.objectives_for_tests:quadratic", "budget_kwh": 1.0,
+                       "search_space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+                       "carbon": {"base_url": "https://mirror.example/v3?auth-token=Zx81-secret"}})
+    assert config_dump(cfg)["carbon"]["base_url"] == "https://mirror.example/v3?auth-token=***"
+
+
+def test_log_records_of_loggers_made_later_are_masked(monkeypatch):
+    monkeypatch.setenv("DB_PASSWORD", "hunter2")
+    install_log_redaction()
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(handler.format(record))  # type: ignore[method-assign]
+    later = logging.getLogger("tuner.made_after_install_xyz")  # no filter of its own
+    ray_logger = logging.getLogger("ray.tune.some_module_xyz")  # Ray's loggers too
+    for logger in (later, ray_logger):
+        logger.addHandler(handler)
+    try:
+        later.warning("connecting with %s", "hunter2")
+        ray_logger.error("trial failed: DB_PASSWORD=hunter2")
+    finally:
+        for logger in (later, ray_logger):
+            logger.removeHandler(handler)
+    assert seen == ["connecting with ***", "trial failed: DB_PASSWORD=***"]
+
+
+def test_a_redacting_stream_masks_whole_lines_even_when_written_in_pieces(monkeypatch):
+    import io
+
+    from tuner.redact import RedactingStream
+
+    monkeypatch.setenv("DB_PASSWORD", "hunter2")
+    sink = io.StringIO()
+    stream = RedactingStream(sink)
+    print("password:", "hunt", end="", file=stream)  # a secret split across writes...
+    print("er2 ok", file=stream)  # ...is masked once its line is whole
+    print("progress 50%", end="", file=stream, flush=True)  # a partial line goes out on flush
+    assert sink.getvalue() == "password: *** ok\nprogress 50%"
+    assert stream.encoding == sink.encoding  # everything else is the wrapped stream's
+
+
+@pytest.mark.ray
+def test_forwarded_worker_output_is_masked_in_the_driver(ray_session, monkeypatch, capfd):
+    """What Ray forwards from a worker goes through its stream dispatcher: masked there."""
+    from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+
+    from tuner.redact import install_forwarded_output_redaction
+
+    monkeypatch.setenv("DB_PASSWORD", "hunter2")
+    assert install_forwarded_output_redaction() and install_forwarded_output_redaction()  # idempotent
+    assert [name for name, _ in dispatcher.handlers].count("greentune_redact") == 1
+    dispatcher.emit({"ip": "127.0.0.1", "pid": 4242, "job": "", "is_err": False, "task_name": "run_trial",
+                     "lines": ["connecting as DB_PASSWORD=hunter2", "done"], "localhost": "127.0.0.1"})
+    dispatcher.emit({"ip": "127.0.0.1", "pid": 4242, "job": "", "is_err": True, "task_name": "run_trial",
+                     "lines": ["Traceback: bad login hunter2"], "localhost": "127.0.0.1"})
+    captured = capfd.readouterr()
+    assert "hunter2" not in captured.out + captured.err
+    assert "DB_PASSWORD=***" in captured.out and "bad login ***" in captured.err
+
+
+def test_cli_study_masks_what_the_objective_prints_logs_and_raises(tmp_path: Path):
+    """A real study from the CLI with DB_PASSWORD=hunter2 in its environment: the objective
+    prints it, logs it through a ``tuner.*`` logger and raises an error quoting it, and
+    the carbon base_url carries ``?auth-token=``. Nothing leaves unmasked: not the CLI's
+    stdout or stderr, nor any file of the study (trials.csv, ledger.json, study.json,
+    report, MLflow store and artifacts, Ray's result files)."""
+    token = "Tk-0a9b8c7d"
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        "objective: tests.book_objectives:leaky\nbudget_kwh: 1.0\nstrategy: grid\nseed: 0\n"
+        f"carbon: {{base_url: 'https://carbon.example/v3?auth-token={token}'}}\n"
+        "search_space:\n  fail: {type: choice, values: [true, false]}\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "disabled", "DB_PASSWORD": "hunter2"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run([sys.executable, "-m", "tuner.cli", "run", str(study), "--output-dir", "out"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "out"
+    table = (out / "trials.csv").read_text()
+    assert "DB_PASSWORD=***" in table  # the error is kept, masked
+    assert "printed DB_PASSWORD=***" in proc.stdout + proc.stderr  # Ray forwarded the print, masked
+    assert "hunter2" not in proc.stdout + proc.stderr and token not in proc.stdout + proc.stderr
+    assert _files_holding(out, ("hunter2", token)) == []
+    assert "auth-token=***" in (out / "study.json").read_text()
 
 
 def test_redact_obj_walks_nested_values(monkeypatch):

@@ -11,11 +11,14 @@ import difflib
 import importlib
 import math
 import os
+import posixpath
 import re
+import types
+import typing
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -31,7 +34,7 @@ from pydantic import (
 from tuner.errors import ConfigError, GridSizeWarning
 from tuner.redact import redact_obj
 from tuner.study.record import ENERGY_METRIC as ENERGY_METRIC  # the second objective of every study
-from tuner.study.record import RESERVED_NAMES, RESERVED_PREFIXES
+from tuner.study.record import RESERVED_NAMES, RESERVED_PREFIXES, is_reserved_result_key
 
 POWER_LIMIT_PARAM = "gpu_power_limit_w"  # applied to the trial's GPUs through NVML
 
@@ -58,7 +61,45 @@ class _Strict(BaseModel):
                     raise ValueError(
                         f"unknown key '{key}'{suggestion} Valid keys: {', '.join(sorted(valid))}"
                     )
+                # pydantic would read `budget_kwh: true` as 1 kWh: a YAML slip must not quietly
+                # become a budget, a bound or a seed
+                if _bool_as_number(cls.model_fields[key].annotation, data[key]):
+                    raise _FieldError(str(key), f"true/false is not a number (got {data[key]!r})")
         return data
+
+
+class _FieldError(ValueError):
+    """A problem found by a model-level check that belongs to one field: the message names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _bool_as_number(annotation: Any, value: Any) -> bool:
+    """Whether ``value`` holds a bool where ``annotation`` wants a number, not a bool."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _bool_as_number(get_args(annotation)[0], value)
+    if isinstance(value, bool):
+        kinds = _leaf_types(annotation)
+        return bool(kinds & {int, float}) and not kinds & {bool, Any}
+    if isinstance(value, Mapping) and origin is dict:
+        value_type = get_args(annotation)[1]
+        return any(_bool_as_number(value_type, v) for v in value.values())
+    if origin in (typing.Union, types.UnionType):
+        return any(_bool_as_number(arg, value) for arg in get_args(annotation)
+                   if get_origin(arg) in (dict, Annotated))
+    return False
+
+
+def _leaf_types(annotation: Any) -> set[Any]:
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _leaf_types(get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return set().union(*(_leaf_types(arg) for arg in get_args(annotation)))
+    return {annotation}
 
 
 # --------------------------------------------------------------------------- search space
@@ -106,6 +147,11 @@ class Choice(_Strict):
     def _check_values(cls, values: list[Any]) -> list[Any]:
         if len(values) < 1:
             raise ValueError("a choice needs at least one value")
+        if len(values) > MAX_CHOICE_VALUES:  # beyond this a choice is a range in disguise
+            raise ValueError(
+                f"a choice may hold at most {MAX_CHOICE_VALUES:,} values (got {len(values):,}); "
+                "use an int or float range instead"
+            )
         if len({repr(v) for v in values}) != len(values):
             raise ValueError(f"choice values must be unique, got {values}")
         kinds = {type(v) for v in values}
@@ -163,6 +209,10 @@ Parameter = Annotated[
 
 
 _MAX_INT_BOUND = 2**53  # integers beyond this are not exact as floats, which the optimiser uses
+MAX_CHOICE_VALUES = 10_000  # any strategy; a choice this long is a range in disguise
+AX_MAX_CHOICE_VALUES = 1_000  # Ax's own cap on a ChoiceParameter (bo and sobol)
+MAX_SEED = 2**32 - 1  # numpy's and torch's seed range
+MAX_NAME_LENGTH = 250  # MLflow's limit on a param or metric key
 
 
 def _check_range(low: float, high: float, log: bool) -> None:
@@ -182,8 +232,15 @@ def _check_range(low: float, high: float, log: bool) -> None:
 class Resources(_Strict):
     """Resources Ray reserves for each trial."""
 
-    cpu: float = Field(1.0, ge=0, description="CPUs per trial.")
-    gpu: float = Field(0.0, ge=0, description="GPUs per trial; a fraction shares a GPU.")
+    cpu: float = Field(1.0, ge=0, description="CPUs per trial; must fit on one node (checked before the study starts).")
+    gpu: float = Field(0.0, ge=0, description="GPUs per trial; a fraction (<= 1) shares a GPU, above 1 a whole number.")
+
+    @model_validator(mode="after")
+    def _reserves_something(self) -> Resources:
+        if self.cpu == 0 and self.gpu == 0:
+            raise ValueError("a trial must reserve some cpu or gpu (got cpu: 0, gpu: 0); Ray cannot place a trial "
+                             "that asks for nothing")
+        return self
 
 
 class MlflowSettings(_Strict):
@@ -479,7 +536,7 @@ class StudyConfig(_Strict):
         "Turn off for objectives that leave state behind in their process.",
     )
     strategy: Strategy = Field("bo", description="bo (Ax/BoTorch); grid, random and sobol are baselines.")
-    seed: int | None = Field(None, description="Seed for the searcher.")
+    seed: int | None = Field(None, description="Seed for the searcher; 0 .. 2**32-1.")
     grid_resolution: int = Field(3, ge=2, le=50, description="grid: levels per range parameter.")
     initial_trials: int | None = Field(
         None, ge=1, description="bo/sobol: Sobol points before BO (default: Ax decides)."
@@ -495,6 +552,12 @@ class StudyConfig(_Strict):
     pue: float = Field(1.0, description="Facility energy = total x PUE; >= 1 (1.0 = no overhead).")
     carbon: CarbonSettings = Field(CarbonSettings(), description="Carbon intensity and scheduling.")
     address: str | None = Field(None, description="Ray cluster address; default `RAY_ADDRESS`, else local Ray.")
+    address_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="How long the Ray cluster at `address` has to answer before the study is refused."
+    )
+    trial_timeout_s: float | None = Field(
+        None, gt=0, description="Fail a trial that runs longer (its energy counted, its processes ended); default none."
+    )
     report: ReportSettings = Field(ReportSettings(), description="The price tag's rates.")
     reference_point: ReferencePoint = Field(ReferencePoint(), description="Where hypervolume is measured from.")
 
@@ -521,8 +584,28 @@ class StudyConfig(_Strict):
         clash = sorted(n for n in value if n in RESERVED_NAMES or n.startswith(RESERVED_PREFIXES))
         if clash:
             raise ValueError(f"parameter names {clash} are reserved for greentune's own columns")
+        for name in value:
+            problem = mlflow_name_problem(name)
+            if problem:
+                shown = name if len(name) <= 60 else name[:57] + "..."
+                raise ValueError(f"parameter name '{shown}': {problem}")
         if all(_fixed_value(p) is not _NOT_FIXED for p in value.values()):
             raise ValueError("search_space has only fixed values; add at least one range or choice")
+        return value
+
+    @field_validator("seed")
+    @classmethod
+    def _check_seed(cls, value: int | None) -> int | None:
+        if value is not None and not 0 <= value <= MAX_SEED:
+            raise ValueError(f"seed must lie in 0 .. 2**32-1 (numpy's seed range), got {value}")
+        return value
+
+    @field_validator("output_dir", mode="before")
+    @classmethod
+    def _check_output_dir(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty (that would write into the current directory); leave it out "
+                             "for ./greentune-runs/<name>")
         return value
 
     @field_validator("budget_kwh")
@@ -554,8 +637,26 @@ class StudyConfig(_Strict):
     def _check_metric(self) -> StudyConfig:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.metric):
             raise ValueError(f"metric '{self.metric}' must be an identifier (letters, digits, '_')")
-        if self.metric in RESERVED_NAMES:
+        if self.metric == ENERGY_METRIC:
             raise ValueError(f"metric '{self.metric}' is reserved; energy is always the second objective")
+        if is_reserved_result_key(self.metric):
+            raise ValueError(f"metric '{self.metric}' is reserved for greentune's or Ray's own result fields "
+                             "(energy_*, co2_*, carbon_*, hw_*, greentune_*, time_*, Ray's keys); rename it")
+        if self.metric in self.search_space:
+            raise ValueError(f"parameter '{self.metric}' has the metric's name; trials.csv and MLflow would mix "
+                             "them up, rename one")
+        return self
+
+    @model_validator(mode="after")
+    def _check_choices_for_ax(self) -> StudyConfig:
+        if self.strategy not in ("bo", "sobol"):
+            return self
+        for name, param in self.tunable.items():
+            if isinstance(param, Choice) and len(param.values) > AX_MAX_CHOICE_VALUES:
+                raise ValueError(
+                    f"search_space.{name}: strategy {self.strategy} takes at most {AX_MAX_CHOICE_VALUES:,} values "
+                    f"in a choice (Ax's limit), got {len(param.values):,}; use an int range, or strategy random or grid"
+                )
         return self
 
     @model_validator(mode="after")
@@ -571,6 +672,15 @@ class StudyConfig(_Strict):
         low, high = self.power_limit_range_w or (0.0, 0.0)
         if not low > 0:
             raise ValueError(f"search_space.{POWER_LIMIT_PARAM} must hold positive numbers of watts")
+        return self
+
+    @model_validator(mode="after")
+    def _check_gpu_share(self) -> StudyConfig:
+        # after _check_power_limit, whose message is the more specific one for its parameter
+        gpu = self.resources_per_trial.gpu
+        if gpu > 1 and gpu != int(gpu):
+            raise ValueError(f"resources_per_trial.gpu: a share of one GPU is a fraction <= 1; above 1 give a "
+                             f"whole number, got {gpu:g} (Ray refuses it)")
         return self
 
     @model_validator(mode="after")
@@ -647,9 +757,31 @@ class StudyConfig(_Strict):
 _NOT_FIXED = object()
 
 LARGE_GRID_POINTS = 10_000  # warn above this many grid points
-MAX_GRID_POINTS = 10_000_000  # the grid searcher holds every point in memory
+MAX_GRID_POINTS = 10_000_000  # the grid searcher holds 4 bytes per point (its shuffled order): 40 MB
 
 
+
+
+def mlflow_name_problem(name: str) -> str | None:
+    """Why MLflow would refuse ``name`` as a param or metric key, or ``None`` if it takes it.
+
+    MLflow's rule (``mlflow.utils.validation``): at most 250 characters of letters, digits,
+    ``_ - . : /`` and spaces, and, since a name may become a file path, one that stays the
+    same under ``normpath`` and does not start with ``/`` or ``..``. Checked at config time:
+    a name MLflow refuses mid-study leaves an empty child run stuck RUNNING.
+    """
+    if len(name) > MAX_NAME_LENGTH:
+        return f"longer than {MAX_NAME_LENGTH} characters (MLflow's limit)"
+    if not re.fullmatch(r"[/\w.\- :]+", name):
+        return "may hold only letters, digits, '_', '-', '.', ':', '/' and spaces (MLflow's rule)"
+    if name.startswith("/"):
+        return "must not start with '/' (MLflow treats names as file paths)"
+    norm = posixpath.normpath(name)
+    if norm.startswith(".."):
+        return "must not start with '..' (MLflow treats names as file paths)"
+    if norm != name or norm == ".":
+        return f"MLflow treats names as file paths, and this one would resolve to '{norm}'"
+    return None
 
 
 def grid_points(config: StudyConfig) -> int:
@@ -712,15 +844,30 @@ def load_config(
         raise ConfigError(f"config must be a StudyConfig, a dict or a YAML path, got {type(source).__name__}")
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return StudyConfig.model_validate(data)
+        config = StudyConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+    if isinstance(source, Mapping):  # after validation, so that a field's own limit speaks first
+        _check_data_size(data)
+    return config
+
+
+# Limits on what a config may hold, checked while it is read: a YAML alias bomb is tiny
+# on disk and in PyYAML's graph but explodes when the config is dumped (3.6 GB), and deep
+# nesting ends in a RecursionError. A real study config is a few kB and a few levels deep.
+MAX_YAML_BYTES = 1 << 20  # 1 MiB
+MAX_DEPTH = 64  # nesting levels, aliases expanded
+MAX_NODES = 100_000  # values (scalars, lists, mappings, keys), aliases expanded
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"study file '{path}' does not exist")
     try:
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise ConfigError(f"study file '{path}' is {size / 2**20:.1f} MiB; the limit is "
+                              f"{MAX_YAML_BYTES >> 20} MiB")
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"study file '{path}' cannot be read: {exc}") from None
@@ -728,6 +875,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except _DuplicateKeyError as exc:
         raise ConfigError(f"study file '{path}': {exc}") from None
+    except _TooLargeError as exc:
+        raise ConfigError(f"study file '{path}' {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"study file '{path}' is not valid YAML{_yaml_where(exc)}") from None
     if not isinstance(data, dict):
@@ -739,12 +888,37 @@ class _DuplicateKeyError(yaml.YAMLError):
     pass
 
 
+class _TooLargeError(yaml.YAMLError):
+    """The document is nested too deep or holds too many values (aliases expanded)."""
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's safe loader, except that a key repeated in one mapping is an error.
 
     Plain ``safe_load`` keeps the last value silently, so a parameter defined twice
     (or a budget given twice) would quietly lose one of them.
     """
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        """PyYAML composes recursively: stop at ``MAX_DEPTH`` levels, before Python's own limit."""
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                line = self.peek_event().start_mark.line + 1
+                raise _TooLargeError(f"is nested deeper than {MAX_DEPTH} levels at line {line}")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def get_single_data(self) -> Any:
+        """Compose, check the size the document has once its aliases are expanded, then construct."""
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _check_expanded(node)
+        return self.construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
@@ -766,6 +940,67 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _check_expanded(root: yaml.Node) -> None:
+    """Refuse a YAML graph whose expansion (every alias copied out) is too big or too deep.
+
+    Aliases make the graph a DAG: sizes and depths are memoised per node, so a bomb of
+    10^9 values is measured in a few thousand steps. A recursive alias is refused too.
+    """
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    open_nodes: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if key in size:
+            continue
+        children = _children(node)
+        if not done:
+            if key in open_nodes:
+                raise _TooLargeError(f"holds a recursive alias at line {node.start_mark.line + 1}")
+            open_nodes.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in size)
+            continue
+        open_nodes.discard(key)
+        size[key] = 1 + sum(size[id(c)] for c in children)
+        depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
+        if size[key] > MAX_NODES:
+            raise _TooLargeError(f"holds more than {MAX_NODES:,} values once its aliases are expanded "
+                                 f"(at line {node.start_mark.line + 1})")
+        if depth[key] > MAX_DEPTH:
+            raise _TooLargeError(f"is nested deeper than {MAX_DEPTH} levels once its aliases are expanded "
+                                 f"(at line {node.start_mark.line + 1})")
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _check_data_size(data: Any) -> None:
+    """The YAML limits for a config given as Python data: shared references count every time
+    they appear (as a dump would write them), and the walk stops at the first limit."""
+    count = 0
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, level = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise ConfigError(f"the config holds more than {MAX_NODES:,} values (nested lists and dicts "
+                              "counted in full); a study config is a few kB")
+        if level > MAX_DEPTH:
+            raise ConfigError(f"the config is nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, Mapping):
+            stack.extend((item, level + 1) for pair in value.items() for item in pair)
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            stack.extend((item, level + 1) for item in value)
+
+
 def _yaml_where(exc: yaml.YAMLError) -> str:
     """`` at line L, column C: problem`` on one line, from a PyYAML error."""
     if isinstance(exc, yaml.MarkedYAMLError):
@@ -780,7 +1015,11 @@ def _describe(exc: ValidationError) -> str:
     """One readable line per problem, each naming its field."""
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if p not in {"float", "int", "choice", "fixed"})
+        parts = [str(p) for p in err["loc"] if p not in {"float", "int", "choice", "fixed"}]
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, _FieldError):
+            parts.append(cause.field)
+        loc = ".".join(parts)
         msg = str(err["msg"]).removeprefix("Value error, ")
         msg = msg.removeprefix(f"{loc}: ")  # a validator that already named its field
         if err["type"] == "missing":

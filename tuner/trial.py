@@ -12,6 +12,7 @@ nor torch may be imported there unless the objective itself does.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -27,13 +28,30 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tuner.children import adopt_orphans, end_descendants
 from tuner.config import EnergySettings
 from tuner.energy import Measurement, make_meter
-from tuner.redact import redact
-from tuner.study.record import ENERGY_METRIC, REPORTED_SOURCE, final_result, running_result
+from tuner.redact import install_stream_redaction, redact
+from tuner.study.record import (
+    ENERGY_METRIC,
+    REPORTED_SOURCE,
+    UNDERREPORTED_SOURCE,
+    final_result,
+    is_reserved_result_key,
+    running_result,
+)
 
 _WINDOW = "trial"
 _STATE_FILE = "greentune_state.pkl"  # inside a Ray Tune checkpoint directory
+
+REPORTED_ENERGY_FLOOR = 0.1
+"""A reported ``energy_kwh`` below this share of the energy measured in the trial's own
+window is not believed: the measurement is booked instead (``energy_source`` =
+``measured-over-reported``) and a warning names both figures. No meter error comes near
+a factor of 10 (the CPU-time estimate's band is +/-50 %), so only a report that would
+let the trial slip past the budget is refused; a replayed trace reporting more than it
+measured is untouched."""
+_STOP_GRACE_S = 2.0  # a timed-out objective's next report() ends it; else its process is ended
 
 
 @dataclass(frozen=True)
@@ -44,6 +62,7 @@ class TrialSettings:
     metric: str
     energy: EnergySettings
     report_interval_s: float
+    timeout_s: float | None = None  # trial_timeout_s
 
 
 class _Session:
@@ -88,6 +107,9 @@ def report(checkpoint: Any = None, **metrics: float) -> None:
     bad = [k for k, v in values.items() if not math.isfinite(v)]
     if bad:  # fail the trial now: a NaN must not reach the stopper, Ax or the front
         raise ValueError(f"tuner.report: metric '{bad[0]}' is not finite ({values[bad[0]]})")
+    reserved = _reserved(values)
+    if reserved:  # fail now, not after the energy is spent: it would overwrite the books
+        raise ValueError(f"tuner.report: {_reserved_message(reserved)}")
     session.events.put(("report", (values, time.time())))  # when, for MLflow's metric history
 
 
@@ -108,6 +130,11 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
     still runs: a stopped trial's objective ends at its next :func:`report` call, and
     until then this function waits (Ray gives up on reusing a process whose trial does
     not end soon, and starts a new one).
+
+    With ``settings.timeout_s`` (``trial_timeout_s``) a run of the trial that lasts longer
+    ends with a ``failed`` final record holding the energy until then; an objective that
+    does not stop at its next :func:`report` gets its process ended (:class:`TrialTimeout`).
+    The processes the objective started end with the trial (:mod:`tuner.children`).
     """
     from ray import tune
 
@@ -115,6 +142,8 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
     if _last_objective is not None and _last_objective.is_alive():
         raise RuntimeError("an earlier trial's objective still runs in this process; "
                            "its energy would be metered as this trial's")
+    install_stream_redaction()  # what the objective prints or logs reaches the driver's console
+    adopt_orphans()  # a daemonised grandchild stays a descendant: metered, and ended with the trial
     gpu_ids, gpu_shared = _assigned_gpus()
     meter = make_meter(settings.energy, gpu_ids=gpu_ids, gpu_shared=gpu_shared)
     meter.hardware.update(_ray_node_tags())  # several nodes may share one hostname
@@ -125,6 +154,8 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
     # zero, and the ledger adds the runs up by this id.
     segment = f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
     checkpointed = restored is not None
+    started_at = time.time()
+    deadline = None if settings.timeout_s is None else time.monotonic() + settings.timeout_s
     meter.begin_window(_WINDOW)
     worker = threading.Thread(
         target=_call_objective, args=(settings.objective, params, session, gpu_ids), daemon=True
@@ -136,7 +167,10 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
     state: bytes | None = None  # the objective's newest checkpoint, not yet given to Ray
     try:
         while True:
-            kind, payload = _next_event(session.events, settings.report_interval_s)
+            wait = settings.report_interval_s
+            if deadline is not None:
+                wait = min(wait, max(0.0, deadline - time.monotonic()))
+            kind, payload = _next_event(session.events, wait)
             # A burst of report() calls goes to Ray as one result (each costs a driver round
             # trip); every call still travels in ``greentune_reports`` for the metric history,
             # as JSON: Ray's TensorBoard logger warns on a list-valued result.
@@ -151,6 +185,10 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
                 kind, payload = _next_event(session.events, 0.0)
             if kind in ("returned", "raised"):
                 break
+            if deadline is not None and time.monotonic() >= deadline:
+                kind, payload = "timeout", settings.timeout_s
+                session.stopped = True  # the objective's next report() ends it
+                break
             live = meter.read_window(_WINDOW)
             checkpointed = checkpointed or state is not None
             heartbeat = running_result(latest, live.as_record(), epochs, unsent, segment, checkpointed)
@@ -159,15 +197,30 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
     except SystemExit:  # Ray stopped the trial: its report() raised in this thread
         session.stopped = True
         worker.join()  # the objective raises at its next report(); a reused process stays exact
+        end_descendants(started_at)
         raise
     except BaseException:
         session.stopped = True  # the trial failed: Ray ends its process
+        end_descendants(started_at)
         raise
     finally:
         _current = None
+    # the objective's processes end with it; reaped, their CPU time joins this window
+    end_descendants(started_at)
     measured = meter.end_window(_WINDOW)
     meter.close()
     tune.report(_final_record(kind, payload, latest, epochs, measured, settings.metric, unsent, segment))
+    if kind == "timeout":
+        worker.join(_STOP_GRACE_S)
+        if worker.is_alive():  # asleep or in native code: only the end of its process stops it
+            raise TrialTimeout(f"the objective still ran {settings.timeout_s:g} s after it started; "
+                               "its trial is booked failed and its process ended")
+
+
+class TrialTimeout(RuntimeError):
+    """Raised in a timed-out trial whose objective did not stop: Ray then ends the trial's
+    process (an errored trial's process is never reused), which ends the objective too.
+    Its final record, with the energy until the timeout, has already reached the driver."""
 
 
 def _report_with_checkpoint(record: dict[str, Any], state: bytes | None, epochs: int) -> None:
@@ -272,18 +325,28 @@ def _final_record(
 def _outcome(
     kind: str, payload: Any, latest: dict[str, float], measured: Measurement, metric: str
 ) -> tuple[dict[str, float], Measurement, str | None]:
-    """The trial's metrics, its energy (the objective's own ``energy_kwh`` if it returned
-    one) and its error (``None`` if it completed)."""
+    """The trial's metrics, its energy (the objective's own ``energy_kwh`` if it returned a
+    believable one, see :data:`REPORTED_ENERGY_FLOOR`) and its error (``None`` if it completed)."""
     try:
         if kind == "raised":
             raise _TrialFailure(f"objective raised {payload}")
+        if kind == "timeout":
+            raise _TrialFailure(f"timeout: the trial ran longer than trial_timeout_s = {payload:g} s and was "
+                                "stopped; its energy until then is counted")
         metrics = _check_metrics(payload, latest, metric)
     except _TrialFailure as exc:
-        return dict(latest), measured, redact(str(exc))[:4000]  # this process's secrets
+        latest = {k: v for k, v in latest.items() if k != ENERGY_METRIC}
+        return latest, measured, redact(str(exc))[:4000]  # this process's secrets
     if ENERGY_METRIC not in metrics:
         return metrics, measured, None
+    energy = metrics.pop(ENERGY_METRIC)
+    if energy < REPORTED_ENERGY_FLOOR * measured.energy_kwh:
+        logging.getLogger("tuner").warning(
+            "the objective reported %.3g kWh, below %g of the %.3g kWh measured for its trial; the measured "
+            "energy is booked", energy, REPORTED_ENERGY_FLOOR, measured.energy_kwh)
+        return {**metrics, "energy_reported_kwh": energy}, dataclasses.replace(measured, source=UNDERREPORTED_SOURCE), None
     reported = Measurement(
-        energy_kwh=metrics.pop(ENERGY_METRIC),
+        energy_kwh=energy,
         duration_s=measured.duration_s,
         source=REPORTED_SOURCE,
         relative_uncertainty=math.nan,  # unknown: the objective's own meter
@@ -318,7 +381,20 @@ def _check_metrics(returned: Any, latest: dict[str, float], metric: str) -> dict
         raise _TrialFailure(f"metric '{bad[0]}' is not finite ({metrics[bad[0]]})")
     if ENERGY_METRIC in metrics and metrics[ENERGY_METRIC] < 0:
         raise _TrialFailure(f"metric '{ENERGY_METRIC}' is negative ({metrics[ENERGY_METRIC]})")
+    reserved = _reserved(metrics)
+    if reserved:
+        raise _TrialFailure(f"objective returned {_reserved_message(reserved)}")
     return metrics
+
+
+def _reserved(metrics: Mapping[str, float]) -> list[str]:
+    """Keys greentune books itself (all but ``energy_kwh``, which an objective may report)."""
+    return sorted(k for k in metrics if k != ENERGY_METRIC and is_reserved_result_key(k))
+
+
+def _reserved_message(keys: list[str]) -> str:
+    return (f"reserved key(s) {keys}: greentune measures and books these itself (energy_kwh is the one an "
+            "objective may report); rename them")
 
 
 def _as_floats(metrics: Mapping[str, Any]) -> dict[str, float]:

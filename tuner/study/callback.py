@@ -19,7 +19,7 @@ from ray.tune import Callback
 
 from tuner.redact import redact
 from tuner.study.ledger import EnergyLedger
-from tuner.study.record import TrialRecord, TrialReport, TrialStatus
+from tuner.study.record import UNDERREPORTED_SOURCE, TrialRecord, TrialReport, TrialStatus
 from tuner.tracking import QueuedTracker
 from tuner.tracking.mlflow import MetricPoint, energy_points
 
@@ -140,6 +140,9 @@ class StudyCallback(Callback):
                 record = self.ledger.add_info(trial_id, self.carbon.trial(record))
             except Exception as exc:  # noqa: BLE001 - CO2 accounting must not kill a study
                 logger.warning("could not account CO2 for trial %s: %s", trial_id, exc)
+        if record.info.get("energy_source") == UNDERREPORTED_SOURCE:  # said in the driver's log too
+            logger.warning("trial %s reported %.3g kWh, far below the %.3g kWh measured for it; the measured energy "
+                           "is booked", trial_id, float(record.info.get("energy_reported_kwh") or 0.0), record.energy_kwh)
         run = self.runs.pop(trial_id, None) or _ChildRun(points=energy_points(record))  # e.g. restored on resume
         try:
             run_id = self.tracker.log_trial(record, run.points, run.run_id, run.logged)

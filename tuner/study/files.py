@@ -50,7 +50,8 @@ class StudyFiles:
         return read_json(self.ledger)
 
     def write_ledger(self, books: dict[str, Any]) -> None:
-        write_json(self.ledger, books)
+        """``ledger.json``, secrets masked (trial errors and parameters may quote one)."""
+        write_json(self.ledger, redact_obj(books))
 
     def write_trials(self, frame: pd.DataFrame) -> None:
         atomic_write(self.trials, lambda handle: frame.to_csv(handle, index=False))

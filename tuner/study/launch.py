@@ -60,15 +60,31 @@ def check_power_limits(cfg: StudyConfig) -> None:
         raise ConfigError(str(exc)) from None
 
 
+def _redacting_json_logger() -> Any:
+    """Ray Tune's JSON result logger (its result reader needs ``result.json``), with secrets
+    masked: a trial's error text and a fixed parameter may quote one."""
+    from ray.tune.logger import JsonLoggerCallback
+
+    from tuner.redact import redact_obj
+
+    class RedactingJsonLogger(JsonLoggerCallback):
+        def update_config(self, trial: Any, config: dict) -> None:  # params.json and params.pkl
+            super().update_config(trial, redact_obj(config))
+
+        def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
+            super().log_trial_result(iteration, trial, redact_obj(result))
+
+    return RedactingJsonLogger()
+
+
 def run_ray_tune(cfg: StudyConfig, objective: Any, searcher: Any, stopper: Any, callback: Any,
                  out: Path, attempt: int = 0, scheduler: Any = None) -> None:
     """Run the study's trials with Ray Tune until the searcher says ``FINISHED``."""
     from ray import tune
-    from ray.tune.logger import JsonLoggerCallback
 
     settings = TrialSettings(
         objective=objective, metric=cfg.metric, energy=with_idle_baseline(cfg.energy),
-        report_interval_s=cfg.energy.report_interval_s,
+        report_interval_s=cfg.energy.report_interval_s, timeout_s=cfg.trial_timeout_s,
     )
     # run_trial and {cpu, gpu}; with carbon placement, a zone-pinning variant of each
     trial_fn, resources = trainable_parts(cfg)
@@ -89,7 +105,7 @@ def run_ray_tune(cfg: StudyConfig, objective: Any, searcher: Any, stopper: Any, 
             stop=stopper,
             # JSON only (Tune's result reader needs it): its CSV and TensorBoard loggers
             # would duplicate MLflow and trials.csv, and TensorBoardX drags torch into the driver.
-            callbacks=[callback, JsonLoggerCallback()],
+            callbacks=[callback, _redacting_json_logger()],
             verbose=0,
             # A retried trial would spend its energy twice for one result.
             failure_config=tune.FailureConfig(max_failures=0),

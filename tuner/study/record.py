@@ -26,6 +26,11 @@ ENERGY_METRIC = "energy_kwh"
 REPORTED_SOURCE = "reported"
 """``energy_source`` of a trial whose objective returned its own ``energy_kwh``."""
 
+UNDERREPORTED_SOURCE = "measured-over-reported"
+"""``energy_source`` of a trial whose objective reported an ``energy_kwh`` far below what
+its window measured (see ``tuner.trial.REPORTED_ENERGY_FLOOR``): the measurement is booked,
+the report kept in ``energy_reported_kwh``."""
+
 # The keys greentune adds to a trial's Ray result, beside the objective's metrics.
 STATUS_KEY = "greentune_status"
 REPORTS_KEY = "greentune_epochs"  # how many tuner.report() calls so far
@@ -47,6 +52,21 @@ RAY_RESULT_KEYS = frozenset({
 RESERVED_PREFIXES = (*INFO_PREFIXES, "greentune_")
 RESERVED_NAMES = frozenset({ENERGY_METRIC, *INFO_KEYS, "energy_source", "co2_kg", "status", "error",
                             "trial_id", "n_reports", "mlflow_run_id", "power_w", "stop_reason"})
+
+
+# Prefixes the driver drops from an objective's numbers (Ray's ``time_*`` and ``config``).
+_DROPPED_PREFIXES = ("greentune_", "time_", "config")
+
+
+def is_reserved_result_key(key: str) -> bool:
+    """Whether ``key`` is greentune's or Ray's own result field, which no objective metric may
+    take (``energy_kwh`` included: an objective returning it goes through its own check).
+
+    An objective returning such a key would overwrite the books: ``co2_kg: -1`` became the
+    trial's CO2, a ``done`` would end the Ray trial; a metric named so would never be seen.
+    """
+    return (key in RESERVED_NAMES or key in RAY_RESULT_KEYS or key.startswith(RESERVED_PREFIXES)
+            or key.startswith(_DROPPED_PREFIXES))
 
 
 def is_info_key(key: str) -> bool:
@@ -235,7 +255,7 @@ def _numeric_metrics(result: Mapping[str, Any]) -> dict[str, float]:
     """The objective's own numbers in a result: not energy, provenance or Ray's fields."""
     out = {}
     for key, value in result.items():
-        if key == ENERGY_METRIC or is_info_key(key) or key.startswith(("greentune_", "time_", "config")) or key in RAY_RESULT_KEYS:
+        if key == ENERGY_METRIC or is_info_key(key) or key.startswith(_DROPPED_PREFIXES) or key in RAY_RESULT_KEYS:
             continue
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             out[key] = float(value)

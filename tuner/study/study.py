@@ -28,9 +28,10 @@ from tuner.search.ax_searcher import quiet_ax_logging
 from tuner.study.budget import BudgetGate, StudyStopper, budget_shortfall
 from tuner.study.callback import StudyCallback
 from tuner.study.files import StudyFiles, trials_frame
-from tuner.study.launch import check_power_limits, ensure_ray, run_ray_tune, shippable_objective
+from tuner.study.launch import ensure_ray, run_ray_tune, shippable_objective
 from tuner.study.ledger import EnergyLedger
 from tuner.study.lock import StudyLock
+from tuner.study.preflight import check_cluster, check_output_dir
 from tuner.study.record import TrialRecord
 from tuner.study.signals import ending_on_signals
 from tuner.tracking import drop_partial_child, open_tracker
@@ -109,13 +110,13 @@ class Study:
 
         protect_study(cfg.tracking_uri)
         files = StudyFiles(cfg.resolved_output_dir)
+        check_output_dir(files.directory, resume)
         previous = _previous_study(cfg, files, resume)
+        check_cluster(cfg)  # the address answers and a trial fits: before any file or MLflow run exists
         objective = shippable_objective(cfg)
         carbon_provider = build_provider(cfg.carbon)  # reads a CSV now, not mid-study
         zones = zone_providers(cfg.carbon)  # carbon placement: one provider per zone, built now too
         searcher = make_searcher(cfg)  # builds Ax (seconds) before any trial energy is spent
-        if cfg.power_limit_range_w is not None:
-            check_power_limits(cfg)
         files.directory.mkdir(parents=True, exist_ok=True)
         lock = StudyLock.acquire(files.directory)
         try:
