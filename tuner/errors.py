@@ -16,6 +16,13 @@ class GreentuneError(Exception):
     """The root of greentune's errors."""
 
 
+class TrialTimeout(GreentuneError):
+    """Raised in a timed-out trial whose objective did not stop (``trial_timeout_s``): Ray
+    then ends the trial's process (an errored trial's process is never reused), which ends
+    the objective too. Its final record, with the energy until the timeout, has already
+    reached the driver."""
+
+
 class ConfigError(GreentuneError, ValueError):
     """A study config is invalid. The message names the field and the fix."""
 

@@ -31,6 +31,7 @@ from typing import Any
 from tuner.children import adopt_orphans, end_descendants
 from tuner.config import EnergySettings
 from tuner.energy import Measurement, make_meter
+from tuner.errors import TrialTimeout
 from tuner.redact import install_stream_redaction, redact
 from tuner.study.record import (
     ENERGY_METRIC,
@@ -215,12 +216,6 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
         if worker.is_alive():  # asleep or in native code: only the end of its process stops it
             raise TrialTimeout(f"the objective still ran {settings.timeout_s:g} s after it started; "
                                "its trial is booked failed and its process ended")
-
-
-class TrialTimeout(RuntimeError):
-    """Raised in a timed-out trial whose objective did not stop: Ray then ends the trial's
-    process (an errored trial's process is never reused), which ends the objective too.
-    Its final record, with the energy until the timeout, has already reached the driver."""
 
 
 def _report_with_checkpoint(record: dict[str, Any], state: bytes | None, epochs: int) -> None:
