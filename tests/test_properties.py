@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from tuner.config import RESERVED_NAMES, RESERVED_PREFIXES, ConfigError, StudyConfig, load_config
 from tuner.energy import J_PER_KWH
 from tuner.study.ledger import EnergyLedger
+from tuner.study.record import is_reserved_result_key
 
 OBJECTIVE = "tests.objectives_for_tests:quadratic"
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -62,7 +63,8 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
         "objective": OBJECTIVE,
         "search_space": space,
         "budget_kwh": draw(st.floats(min_value=1e-9, max_value=1e6)),
-        "metric": draw(names),
+        # a parameter may not share the metric's name, nor may the metric be one of Ray's result keys
+        "metric": draw(names.filter(lambda n: n not in space and not is_reserved_result_key(n))),
         "mode": draw(st.sampled_from(["max", "min"])),
         "strategy": draw(st.sampled_from(["bo", "random", "sobol", "grid"])),
         "seed": draw(st.none() | st.integers(0, 2**31)),
