@@ -156,8 +156,9 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
     segment = f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
     checkpointed = restored is not None
     started_at = time.time()
-    deadline = None if settings.timeout_s is None else time.monotonic() + settings.timeout_s
     meter.begin_window(_WINDOW)
+    # from the window's start: a trial that timed out has metered at least timeout_s
+    deadline = None if settings.timeout_s is None else time.monotonic() + settings.timeout_s
     worker = threading.Thread(
         target=_call_objective, args=(settings.objective, params, session, gpu_ids), daemon=True
     )
