@@ -73,23 +73,23 @@ def end_descendants(started_at: float, grace_s: float = 2.0) -> list[int]:
             continue
     if not procs:
         return []
-    for proc in procs:
-        try:
-            proc.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=grace_s)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    _, stuck = psutil.wait_procs(alive, timeout=grace_s)
+    _, alive = _signal_and_wait(procs, "terminate", grace_s)
+    _, stuck = _signal_and_wait(alive, "kill", grace_s)
     pids = [p.pid for p in procs]
     logger.info("the trial left %d process(es) running (%s); ended them", len(pids), ", ".join(map(str, pids)))
     if stuck:
         logger.warning("processes %s of the trial did not end after SIGKILL", [p.pid for p in stuck])
     return pids
+
+
+def _signal_and_wait(procs: list[psutil.Process], how: str, grace_s: float) -> tuple[list, list]:
+    """``terminate`` or ``kill`` each process, then wait up to ``grace_s``: ``(gone, alive)``."""
+    for proc in procs:
+        try:
+            getattr(proc, how)()
+        except psutil.Error:
+            pass
+    return psutil.wait_procs(procs, timeout=grace_s)
 
 
 __all__ = ["adopt_orphans", "end_descendants"]

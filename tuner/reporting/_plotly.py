@@ -56,6 +56,16 @@ def too_few_completed(result: TuneResult) -> str | None:
     return f"needs at least {MIN_COMPLETED} completed trials; this study has {n}"
 
 
+def check_drawable(result: TuneResult) -> None:
+    """Raise ``ValueError`` saying why a per-parameter plot cannot be drawn: too few
+    completed trials, or no config (so no search space) on the result."""
+    reason = too_few_completed(result)
+    if reason is not None:
+        raise ValueError(reason)
+    if result.config is None:
+        raise ValueError("the result carries no config, so no search space to draw")
+
+
 def left_out(trials: pd.DataFrame) -> str:
     """'3 failed, 1 stopped by budget': the trials a plot of completed ones does not show."""
     counts = trials["status"].value_counts()

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from tuner.config import ENERGY_METRIC, Choice
-from tuner.reporting._plotly import left_out, too_few_completed, write_offline_html
+from tuner.reporting._plotly import check_drawable, left_out, write_offline_html
 from tuner.reporting._space import SpaceEncoder
 
 if TYPE_CHECKING:
@@ -64,11 +64,7 @@ def parallel_figure(result: TuneResult) -> go.Figure:
     """Parallel coordinates of the completed trials; raises ``ValueError`` below two of them."""
     import plotly.graph_objects as go
 
-    reason = too_few_completed(result)
-    if reason is not None:
-        raise ValueError(reason)
-    if result.config is None:
-        raise ValueError("the result carries no config, so no search space to draw")
+    check_drawable(result)
     done = result.completed
     space = result.config.tunable
     dimensions = [_parameter(name, param, done[name]) for name, param in space.items()]

@@ -22,10 +22,10 @@ import pandas as pd
 from tuner.config import ENERGY_METRIC, Choice
 from tuner.reporting._plotly import (
     by_status,
+    check_drawable,
     hover_text,
     left_out,
     status_style,
-    too_few_completed,
     write_offline_html,
 )
 from tuner.reporting._space import SpaceEncoder
@@ -59,11 +59,7 @@ def slices_figure(result: TuneResult) -> go.Figure:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    reason = too_few_completed(result)
-    if reason is not None:
-        raise ValueError(reason)
-    if result.config is None:
-        raise ValueError("the result carries no config, so no search space to draw")
+    check_drawable(result)
     space = result.config.tunable
     trials = result.trials
     has_metric = trials[result.metric].notna() if result.metric in trials else pd.Series(False, index=trials.index)
