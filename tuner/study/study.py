@@ -173,14 +173,12 @@ class Study:
                 for record in ledger.close_unfinished():
                     callback.record(record)
             carbon = {**_study_carbon(accountant, ledger), **gate_report(launcher), **gate_report(pauser)}
-            if ledger.interrupted_by:
-                finish_reason = f"interrupted by {ledger.interrupted_by}"
-            else:
-                finish_reason = "energy budget spent" if ledger.stopped_at else gate.finish_reason
-            result = self._finish(carbon, finish_reason)
+            result = self._finish(carbon, study_finish_reason(ledger, gate.finish_reason, cfg.max_trials))
         finally:
             if self.lock is not None:
                 self.lock.release()
+        if result.over_budget:
+            logger.warning("the study ended over its energy budget: %s", result.over_budget_line())
         if progress:
             print(result.summary(), file=sys.stderr, flush=True)
         return result
@@ -307,6 +305,26 @@ class Study:
         if late:
             self.files.book_run_ids(late)
             trials.loc[unbooked, "mlflow_run_id"] = trials.loc[unbooked, "trial_id"].map(late)
+
+
+def study_finish_reason(ledger: EnergyLedger, gate_reason: str | None, max_trials: int | None) -> str:
+    """Why the study ended; never ``None``.
+
+    The gate names its reason when it refuses a trial, but Ray Tune stops asking it once
+    ``num_samples`` (``max_trials``) trials were created, so a study capped by
+    ``max_trials`` used to end with no reason at all. The ledger's books decide then.
+    """
+    if ledger.interrupted_by:
+        return f"interrupted by {ledger.interrupted_by}"
+    if ledger.stopped_at:
+        return "energy budget spent"
+    if gate_reason:
+        return gate_reason
+    if max_trials is not None and ledger.n_trials >= max_trials:
+        return "max_trials reached"
+    if ledger.exhausted:
+        return "energy budget spent"
+    return "Ray Tune ended the run with no trial left to start"
 
 
 def _study_carbon(accountant: Any, ledger: EnergyLedger) -> dict[str, Any]:
