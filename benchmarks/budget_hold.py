@@ -3,6 +3,8 @@
     python benchmarks/budget_hold.py                                  # 24 problems x 5 seeds, random/grid/sobol
     python benchmarks/budget_hold.py --strategies bo --seeds 2 --budgets 0.03
     PYTHONPATH=/path/to/old/checkout python benchmarks/budget_hold.py # the same studies on older code
+    python benchmarks/budget_hold.py --calibration --seeds 2          # the energy model's upper band alone
+    python benchmarks/budget_hold.py --grid-estimate --seeds 2        # the price tag's full-grid estimate
 
 Each study is one workload on one GPU from ``benchmarks/zeus_traces.py`` (batch size x power
 limit x epochs), its objective *reporting* its energy as a replayed trace does: heartbeats
@@ -207,6 +209,93 @@ def print_table(rows: list[dict[str, Any]]) -> None:
           "admitted on a prediction that cost at most its upper band)")
 
 
+# ----------------------------------------------------------------------------- the energy model alone
+
+
+def sequence(problem: z.TraceProblem, seed: int, n: int, cheap_corner: bool) -> list[dict[str, Any]]:
+    """``n`` configurations of a random search with log-scaled epochs, in order; with
+    ``cheap_corner``, the cheapest third of 3n draws first, then fresh draws: a search that
+    began in the cheap corner of the space and then left it."""
+    from tuner.search import RandomSearcher
+
+    searcher = RandomSearcher(z.greentune_space(problem, log_epochs=True), metric="accuracy", seed=seed)
+    draws = [searcher.ask() for _ in range(4 * n)]
+    if not cheap_corner:
+        return draws[:n]
+    cheap = sorted(draws[: 3 * n], key=lambda c: problem.energy_kwh(c["batch_size"], c["power_limit"], c["epochs"]))
+    return cheap[: n // 2] + draws[3 * n: 3 * n + n - n // 2]
+
+
+def calibration(problem: z.TraceProblem, seeds: int, cheap_corner: bool, last: int = 20) -> list[dict[str, Any]]:
+    """Fit the energy model on trials 1..k (k = 3..last) and price trial k + 1: does its
+    upper band hold, and how far above the truth is it?"""
+    from tuner.search.energy_model import EnergyModel
+
+    rows = []
+    for seed in range(seeds):
+        configs = sequence(problem, seed, last + 1, cheap_corner)
+        kwh = [problem.energy_kwh(c["batch_size"], c["power_limit"], c["epochs"]) for c in configs]
+        model = EnergyModel(z.greentune_space(problem, log_epochs=True))
+        for k in range(3, last + 1):
+            cpu = time.process_time()
+            model.fit(configs[:k], kwh[:k])
+            prediction = model.predict(configs[k])
+            rows.append({"problem": problem.name, "seed": seed, "trials": k, "held": kwh[k] <= prediction.upper_kwh,
+                         "upper_over_true": prediction.upper_kwh / kwh[k], "median_over_true": prediction.kwh / kwh[k],
+                         "cpu_s": time.process_time() - cpu})
+    return rows
+
+
+def grid_estimates(problem: z.TraceProblem, seeds: int, trials: int, cheap_corner: bool) -> list[dict[str, Any]]:
+    """The price tag's full-grid estimate from ``trials`` completed trials, against the true grid."""
+    import pandas as pd
+
+    from tuner.config import load_config
+    from tuner.reporting.price import grid_estimate
+    from tuner.result import TuneResult
+
+    space = {"batch_size": {"type": "choice", "values": problem.batch_sizes, "ordered": True},
+             "power_limit": {"type": "choice", "values": problem.power_limits, "ordered": True},
+             "epochs": {"type": "int", "low": 1, "high": problem.max_epochs}}  # linear: the benchmark's grid
+    config = load_config({"objective": "tests.objectives_for_tests:quadratic", "search_space": space,
+                          "grid_resolution": z.GRID_EPOCH_LEVELS, "budget_kwh": 1.0, "output_dir": "unused"})
+    rows = []
+    for seed in range(seeds):
+        configs = sequence(problem, seed, trials, cheap_corner)
+        table = pd.DataFrame([{"trial_id": f"t{i}", "status": "completed", **c, "accuracy": 0.5,
+                               "energy_kwh": problem.energy_kwh(c["batch_size"], c["power_limit"], c["epochs"])}
+                              for i, c in enumerate(configs)])
+        result = TuneResult.from_state(table, config, {"total_energy_kwh": float(table["energy_kwh"].sum())})
+        row = {"problem": problem.name, "seed": seed, "trials": trials, "estimated": False}
+        try:
+            grid = grid_estimate(result)
+        except ValueError as exc:
+            rows.append({**row, "note": str(exc)})
+            continue
+        truth = problem.grid_kwh
+        rows.append({**row, "estimated": True, "ratio": grid.kwh / truth,
+                     "inside": grid.kwh_low <= truth <= grid.kwh_high, "width": grid.kwh_high / grid.kwh_low})
+    return rows
+
+
+def print_model_table(kind: str, rows: list[dict[str, Any]]) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    if kind == "calibration":
+        early = frame[frame["trials"] < 6]
+        print(f"upper band held for {frame['held'].mean():.1%} of next trials ({len(frame)}; {early['held'].mean():.1%}"
+              f" when fitted on 3-5 trials); upper / true: median {frame['upper_over_true'].median():.2f}, "
+              f"median / true: median {frame['median_over_true'].median():.2f}; fit and predict "
+              f"{1000 * frame['cpu_s'].median():.0f} ms CPU (median)")
+        return
+    done = frame[frame["estimated"]]
+    print(f"estimated {len(done)} of {len(frame)} studies (the others: 'cannot estimate'); true grid inside the "
+          f"90 % interval in {int(done['inside'].sum())} of {len(done)}; estimate / true: median "
+          f"{done['ratio'].median():.3f} [{done['ratio'].min():.3f}-{done['ratio'].max():.3f}], low in "
+          f"{int((done['ratio'] < 1).sum())}; interval high / low: median {done['width'].median():.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="folder holding zeus/ (default: $GREENTUNE_DATA or ../shared/data)")
@@ -217,6 +306,11 @@ def main() -> None:
                         help="budgets as fractions of the full grid's kWh")
     parser.add_argument("--concurrency", type=int, default=1, help="trials running at once")
     parser.add_argument("--json", help="write every study's outcome to this JSON file")
+    parser.add_argument("--calibration", action="store_true",
+                        help="instead: how often the energy model's upper band holds for the next trial")
+    parser.add_argument("--grid-estimate", action="store_true",
+                        help="instead: the price tag's full-grid estimate against the true grid")
+    parser.add_argument("--trials", type=int, default=20, help="completed trials per --grid-estimate study")
     args = parser.parse_args()
     import logging
 
@@ -226,6 +320,16 @@ def main() -> None:
     logging.getLogger("tuner").setLevel(logging.ERROR)  # the gate's lines, once per proposal that does not fit
     data = z.data_dir(args.data)
     watts = driver_watts_per_core(EnergySettings())
+    if args.calibration or args.grid_estimate:
+        for cheap_corner in (False, True):
+            rows = []
+            for name in args.problems.split(","):
+                problem = z.load_problem(data, name)
+                rows += (calibration(problem, args.seeds, cheap_corner) if args.calibration
+                         else grid_estimates(problem, args.seeds, args.trials, cheap_corner))
+            print("trials of a random search" + (", the first half from its cheap corner:" if cheap_corner else ":"))
+            print_model_table("calibration" if args.calibration else "grid", rows)
+        return
     outcomes = []
     for name in args.problems.split(","):
         problem = z.load_problem(data, name)
