@@ -28,8 +28,9 @@ dear end of a space like its middle.
 
 Measured on the Zeus traces (all 24 workload x GPU pairs, 2 seeds, fitted on trials 3 to
 20 of a random search, the next trial predicted each time): the 90 % upper band held for
-91 % of next trials, at a median 1.09x the true energy; 93 % when the first trials all sat
-in the cheap corner of the space (``benchmarks/budget_hold.py --calibration``, docs/search.md).
+91 % of next trials, at a median 1.09x the true energy; 85 % when the first half of the
+trials came from the cheap corner of the space (``benchmarks/budget_hold.py --calibration``,
+docs/search.md).
 """
 
 from __future__ import annotations
