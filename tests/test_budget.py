@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import re
 import time
 
 import pytest
 from ray.tune.search import Searcher
 
-from tuner.config import FloatRange
+from tuner.config import FloatRange, IntRange
 from tuner.energy import J_PER_KWH
-from tuner.search import RandomSearcher
+from tuner.search import GridSearcher, RandomSearcher
+from tuner.search.base import GreentuneSearcher, Outcome
 from tuner.study.budget import BudgetGate, StudyStopper, budget_shortfall
 from tuner.study.ledger import EnergyLedger
 
@@ -119,7 +122,9 @@ def test_gate_waits_while_trials_run_and_finishes_when_idle():
     ledger.observe("b", _beat(0.3, "completed", accuracy=0.5))
     ledger.observe("c", _beat(0.3, "completed", accuracy=0.5))
     assert gate.suggest("e") == Searcher.FINISHED
-    assert gate.finish_reason == "energy budget cannot fit another trial"
+    # three trials of 0.3 kWh: the model prices the next one at about 0.3, with 0.1 left
+    assert gate.finish_reason.startswith("energy budget cannot fit the next proposed trial (predicted 0.3")
+    assert gate.finish_reason.endswith(", 0.1 kWh left)")
 
 
 def test_gate_stops_at_max_trials():
@@ -222,3 +227,159 @@ def test_a_resumed_study_compares_what_is_left_with_its_median_trial():
     ledger.observe("b", _beat(0.5, "completed", accuracy=0.5))  # 0.2 left, median 0.4
     assert "0.2 kWh left of budget_kwh is less than the median completed trial (0.4 kWh)" in budget_shortfall(
         cfg, ledger)
+
+
+# --------------------------------------------------------------------------- admission on the proposal's own energy
+
+KWH_PER_EPOCH = 0.164  # the issue's study: a median trial of 1.64 kWh is 10 epochs
+EPOCHS = {"epochs": IntRange(type="int", low=1, high=100, log=True)}
+
+
+class Proposals(GreentuneSearcher):
+    """Proposes the given epochs in order, and cannot offer anything cheaper (the base default)."""
+
+    def __init__(self, epochs: list[int]) -> None:
+        super().__init__(EPOCHS, seed=0)
+        self.queue = list(epochs)
+
+    def ask(self):
+        return {"epochs": self.queue.pop(0)} if self.queue else Searcher.FINISHED
+
+    def tell(self, params, outcome: Outcome) -> None:
+        pass
+
+
+def _run(gate: BudgetGate, ledger: EnergyLedger, trial_id: str, kwh: float | None = None) -> dict:
+    """Admit one trial through the gate and, unless ``kwh`` is None, complete it at that energy."""
+    params = gate.suggest(trial_id)
+    assert isinstance(params, dict), params
+    if kwh is not None:
+        result = _beat(kwh, "completed", accuracy=0.5)
+        ledger.observe(trial_id, result)
+        gate.on_trial_complete(trial_id, result)
+    return params
+
+
+def _issue_study(searcher: GreentuneSearcher) -> tuple[BudgetGate, EnergyLedger]:
+    """5, 10 and 20 epochs done (0.82, 1.64, 3.28 kWh: median 1.64), 6.63 kWh left."""
+    ledger = EnergyLedger(5.74 + 6.63, watts_per_core=10.0, metric="accuracy")
+    gate = BudgetGate(searcher, ledger, max_trials=None)
+    for i in range(3):
+        params = _run(gate, ledger, f"t{i}")
+        result = _beat(KWH_PER_EPOCH * params["epochs"], "completed", accuracy=0.5)
+        ledger.observe(f"t{i}", result)
+        gate.on_trial_complete(f"t{i}", result)
+    assert ledger.expected_trial_kwh == pytest.approx(1.64)
+    assert ledger.room_kwh() == pytest.approx(6.63)
+    return gate, ledger
+
+
+def test_a_proposal_is_admitted_on_its_own_predicted_energy_not_the_median(caplog):
+    # The issue's study: 6.63 kWh left, the median trial 1.64 kWh, and the next proposal
+    # (76 epochs) costs 12.45 kWh. The median fitted, so it was admitted: 147 % of the budget.
+    gate, ledger = _issue_study(Proposals([5, 10, 20, 76]))
+    with caplog.at_level(logging.WARNING, logger="tuner"):
+        assert gate.suggest("t3") == Searcher.FINISHED
+    assert "t3" not in ledger.records
+    reason = gate.finish_reason
+    match = re.fullmatch(r"energy budget cannot fit the next proposed trial \(predicted ([\d.]+) kWh "
+                         r"\[upper ([\d.]+)\], ([\d.]+) kWh left\)", reason)
+    assert match, reason
+    predicted, upper, left = map(float, match.groups())
+    assert upper > left == pytest.approx(6.63) and upper >= predicted
+    assert "does not fit the energy budget" in caplog.text and "epochs=76" in caplog.text
+
+
+@pytest.mark.parametrize("searcher", [GridSearcher(EPOCHS, seed=3, resolution=12), RandomSearcher(EPOCHS, seed=0)],
+                         ids=["grid", "random"])
+def test_a_proposal_that_does_not_fit_is_replaced_by_an_affordable_one(searcher, caplog):
+    ledger = EnergyLedger(1e9, watts_per_core=10.0, metric="accuracy")  # room for the first three
+    gate = BudgetGate(searcher, ledger, max_trials=None)
+
+    def finish(trial_id: str, params: dict) -> None:
+        result = _beat(KWH_PER_EPOCH * params["epochs"], "completed", accuracy=0.5)
+        ledger.observe(trial_id, result)
+        gate.on_trial_complete(trial_id, result)
+
+    for i in range(3):
+        finish(f"t{i}", _run(gate, ledger, f"t{i}"))
+    ledger.budget_kwh = ledger.total_kwh + 2.0  # 2 kWh left: about 12 epochs at most
+    with caplog.at_level(logging.WARNING, logger="tuner"):
+        for i in range(3, 30):
+            params = gate.suggest(f"t{i}")
+            if params == Searcher.FINISHED:
+                break
+            upper = ledger.records[f"t{i}"].info["energy_predicted_upper_kwh"]
+            assert upper <= ledger.budget_kwh - ledger.trials_kwh + 1e-12  # admitted on a band that fits
+            finish(f"t{i}", params)
+    assert "running an affordable one instead" in caplog.text  # a dear proposal was replaced
+    assert len(ledger.completed()) > 4
+    assert ledger.total_kwh <= ledger.budget_kwh
+    assert gate.finish_reason.startswith("energy budget cannot fit")
+
+
+def test_a_proposal_waits_while_trials_run_then_the_study_ends_with_the_figures():
+    gate, ledger = _issue_study(Proposals([5, 10, 20, 3, 76]))
+    _run(gate, ledger, "t3")  # 3 epochs: predicted well within the 6.63 kWh left
+    assert gate.suggest("t4") is None  # 76 epochs does not fit; t3 still runs and may leave room
+    assert gate.suggest("t5") is None  # offered again under Ray's next id, still waiting
+    result = _beat(KWH_PER_EPOCH * 3, "completed", accuracy=0.5)
+    ledger.observe("t3", result)
+    gate.on_trial_complete("t3", result)
+    assert gate.suggest("t6") == Searcher.FINISHED
+    assert gate.finish_reason.startswith("energy budget cannot fit the next proposed trial (predicted ")
+    assert set(ledger.records) == {"t0", "t1", "t2", "t3"}
+
+
+def test_a_running_trial_is_reserved_its_upper_band():
+    from tuner.search.energy_model import EnergyPrediction
+
+    ledger = _ledger(budget=10.0)
+    ledger.start("a", {}, EnergyPrediction(3.0, 6.0, 0.9, 5))
+    ledger.observe("a", _beat(1.0))
+    assert ledger.room_kwh() == pytest.approx(4.0)  # 10 - max(1, 6)
+    assert ledger.can_start_trial(EnergyPrediction(2.0, 4.0, 0.9, 5))
+    assert not ledger.can_start_trial(EnergyPrediction(2.0, 4.1, 0.9, 5))
+
+
+def test_the_look_ahead_lets_a_trial_finish_that_its_admission_made_room_for():
+    # The issue's lone trial: at 80.6 % of the budget, one more interval at its mean power
+    # would cross it, but it was going to finish at 86 %. Admitted at an upper band of
+    # 8.8 kWh (which the budget had room for), it runs on.
+    from tuner.search.energy_model import EnergyPrediction
+
+    ledger = _ledger(budget=10.0)
+    stopper = StudyStopper(ledger)
+    ledger.start("a", {}, EnergyPrediction(8.0, 8.8, 0.9, 5))
+    assert not stopper("a", _beat(8.06, avg_power_w=3.6e6))  # 2 kWh per 2 s interval
+    assert not ledger.should_stop()
+    assert not stopper("a", _beat(8.6, "completed", accuracy=0.5))
+    assert ledger.total_kwh == pytest.approx(8.6)
+    # past its upper band the prediction was wrong: the interval rule holds again
+    ledger.start("b", {}, EnergyPrediction(0.5, 0.8, 0.9, 5))
+    assert stopper("b", _beat(0.9, avg_power_w=3.6e6))
+    assert ledger.total_kwh < ledger.budget_kwh
+
+
+def test_a_power_that_is_not_a_number_does_not_blind_the_look_ahead():
+    ledger = _ledger(budget=10.0)
+    stopper = StudyStopper(ledger)
+    assert not stopper("a", _beat(5.0, avg_power_w=float("nan")))
+    assert stopper("b", _beat(4.5, avg_power_w=3.6e6))
+
+
+def test_ax_replaces_a_proposal_by_an_affordable_unseen_draw_and_abandons_the_first():
+    from tuner.search.ax_searcher import AxSearcher
+
+    searcher = AxSearcher(EPOCHS, seed=0, method="sobol")
+    proposal = searcher.suggest("a")
+    replacement = searcher.suggest_within("a", lambda candidates: [c["epochs"] <= 3 for c in candidates])
+    assert replacement is not None and replacement["epochs"] <= 3
+    if proposal["epochs"] > 3:
+        assert replacement != proposal
+    searcher.complete("a", Outcome("completed", 0.5, KWH_PER_EPOCH * replacement["epochs"]))
+    from tuner.search import ax_compat
+
+    statuses = sorted(t.status.name for t in ax_compat.experiment(searcher.client).trials.values())
+    assert statuses == ["ABANDONED", "COMPLETED"]
+    assert searcher.suggest_within("b", lambda candidates: [False] * len(candidates)) is None  # nothing proposed yet

@@ -94,7 +94,69 @@ def test_rayjob_study_is_a_valid_greentune_config():
     cfg = load_config(study)
     job = next(d for d in docs if d["kind"] == "RayJob")
     assert job["spec"]["entrypoint"] == "greentune run /home/ray/study/study.yaml"
-    assert cfg.resources_per_trial.gpu == 1 and cfg.power_limit_range_w == (150.0, 250.0)
+    # power limits need root workers: the example leaves them out (see test_gpu_workers_are_not_root)
+    assert cfg.resources_per_trial.gpu == 1 and cfg.power_limit_range_w is None
+
+
+@pytest.mark.parametrize("name", ["raycluster.yaml", "rayjob.yaml"])
+def test_gpu_workers_are_not_root_by_default(name: str):
+    doc = next(d for d in _documents(DEPLOY / "kuberay" / name) if d["apiVersion"] == "ray.io/v1")
+    for spec in _cluster_specs(doc):
+        for group in spec["workerGroupSpecs"]:
+            pod = group["template"]["spec"]
+            for container in pod["containers"]:
+                context = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
+                assert context.get("runAsNonRoot") is True and context.get("runAsUser", 1000) != 0, group["groupName"]
+                assert not context.get("privileged", False)
+                assert context.get("allowPrivilegeEscalation") is False
+                assert context.get("capabilities", {}).get("drop") == ["ALL"]
+
+
+def _head_mounts(spec: dict) -> dict[str, str]:
+    """Mount path -> PersistentVolumeClaim name, for the head pod's claim-backed volumes."""
+    pod = spec["headGroupSpec"]["template"]["spec"]
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod.get("volumes", [])
+              if "persistentVolumeClaim" in v}
+    return {m["mountPath"]: claims[m["name"]] for c in pod["containers"] for m in c.get("volumeMounts", [])
+            if m["name"] in claims}
+
+
+def test_the_rayjob_writes_its_study_to_a_volume_that_outlives_the_cluster():
+    docs = _documents(DEPLOY / "kuberay" / "rayjob.yaml")
+    study = yaml.safe_load(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["study.yaml"])
+    output_dir = Path(load_config(study).resolved_output_dir)
+    job = next(d for d in docs if d["kind"] == "RayJob")
+    mounts = _head_mounts(job["spec"]["rayClusterSpec"])
+    (claim,) = [c for path, c in mounts.items() if output_dir.is_relative_to(path)]
+    claims = [d for d in _documents(DEPLOY / "kuberay" / "studies-pvc.yaml") if d["kind"] == "PersistentVolumeClaim"]
+    assert [c["metadata"]["name"] for c in claims] == [claim]
+    assert not output_dir.is_relative_to("/tmp")
+    head = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    assert head["securityContext"]["fsGroup"] == 100  # the image's ray user (uid 1000, group users) can write it
+    # a long-lived cluster's drivers write to the same claim
+    cluster = _documents(DEPLOY / "kuberay" / "raycluster.yaml")[0]
+    assert claim in _head_mounts(cluster["spec"]).values()
+
+
+def test_the_image_context_leaves_out_secrets_runs_and_git(tmp_path: Path):
+    """Docker's own matcher (docker-py's, as ``docker build`` sends the context) on a tree
+    holding everything that must never be baked into the image, and what the build needs."""
+    from docker.utils.build import exclude_paths
+
+    never = ["deploy/mlflow/.env", ".env", "greentune-runs/study/trials.csv", "greentune-runs/study/ledger.json",
+             ".git/config", ".git/objects/ab/cdef", "mlruns/0/meta.yaml", "mlflow.db", ".venv/bin/python",
+             "tuner/__pycache__/cli.cpython-311.pyc", ".pytest_cache/v/cache", "examples/greentune-runs/x/study.json",
+             "mlflow-queue.jsonl", ".hypothesis/examples/x", "dist/greentune-0.1.0.whl"]
+    needed = ["pyproject.toml", "README.md", "tuner/__init__.py", "tuner/cli.py", "objectives/__init__.py",
+              "deploy/mlflow/.env.example", "deploy/Dockerfile", "examples/quickstart.yaml"]
+    for name in never + needed:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    patterns = [line.strip() for line in (DEPLOY.parent / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    sent = set(exclude_paths(str(tmp_path), patterns))
+    assert not sent & set(never), sorted(sent & set(never))
+    assert set(needed) <= sent, sorted(set(needed) - sent)
 
 
 def test_aws_cluster_launcher_config_matches_rays_schema():
@@ -107,6 +169,7 @@ def test_aws_cluster_launcher_config_matches_rays_schema():
     nodes = config["available_node_types"]
     assert nodes[config["head_node_type"]]["resources"] == {"CPU": 0}
     assert nodes["gpu_worker"]["min_workers"] <= nodes["gpu_worker"]["max_workers"] <= config["max_workers"]
+    assert not {"--privileged", "--user root"} & set(config["docker"]["worker_run_options"])  # not root by default
     config["idle_timeout_minute"] = 5  # a typo at the top level
     with pytest.raises(jsonschema.ValidationError, match="idle_timeout_minute"):
         jsonschema.validate(config, schema)

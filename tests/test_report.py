@@ -241,8 +241,9 @@ def test_grid_estimate_recovers_an_exactly_log_linear_energy():
     truth = 1e-4 * (1 + 10 + 20) * (1 + 1.005 + 1.01) * 3 * 2
     grid = grid_estimate(result)
     assert grid.points == 3 * 3 * 3 * 2
-    assert grid.kwh == pytest.approx(truth, rel=1e-3)
-    assert grid.kwh_low <= grid.kwh <= grid.kwh_high
+    # the mean of 400 joint draws, each with the model's noise floor: within half a percent
+    assert grid.kwh == pytest.approx(truth, rel=5e-3)
+    assert grid.kwh_low <= truth <= grid.kwh_high and grid.kwh_low <= grid.kwh <= grid.kwh_high
 
 
 def test_price_tag_totals_match_the_trials_table():

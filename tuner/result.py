@@ -102,6 +102,29 @@ class TuneResult:
         return bool(self.finish_reason and self.finish_reason.startswith("interrupted by "))
 
     @property
+    def over_budget_kwh(self) -> float:
+        """How far the total (tuner overhead included) went past ``budget_kwh``; 0 within it.
+
+        The gate admits trials on their predicted upper band, but the first trials run
+        before anything can be predicted, a trial can cost more than its band, and the
+        tuner's own overhead counts too: a study can still end over its budget, and must
+        say so rather than leave it to be noticed.
+        """
+        return max(0.0, self.total_energy_kwh - self.budget_kwh)
+
+    @property
+    def over_budget(self) -> bool:
+        """Whether the study ended over its energy budget (see :attr:`over_budget_kwh`)."""
+        return self.over_budget_kwh > 0
+
+    def over_budget_line(self) -> str | None:
+        """One line saying by how much the study went over its budget, or ``None`` if it did not."""
+        if not self.over_budget:
+            return None
+        return (f"OVER BUDGET: {self.total_energy_kwh:.6g} kWh spent of a {self.budget_kwh:.6g} kWh budget "
+                f"({100 * self.total_energy_kwh / self.budget_kwh:.1f} %, {self.over_budget_kwh:.3g} kWh over)")
+
+    @property
     def completed(self) -> pd.DataFrame:
         if "status" not in self.trials:  # no trial ever started
             return self.trials
@@ -173,6 +196,8 @@ class TuneResult:
             f"energy: {self.total_energy_kwh:.6g} kWh of {self.budget_kwh:.6g} kWh budget "
             f"(trials {self.total_energy_kwh - self.overhead_kwh:.6g}, tuner overhead {self.overhead_kwh:.6g})",
         ]
+        if self.over_budget:
+            lines.append(str(self.over_budget_line()))
         sources = sorted(set(self.trials.get("energy_source", pd.Series(dtype=str)).dropna()))
         if sources:
             lines.append(f"energy source: {', '.join(sources)}")

@@ -16,6 +16,9 @@ from typing import Any
 J_PER_KWH = 3.6e6
 COMPONENTS = ("cpu", "dram", "gpu")
 ABSENT = "absent"
+REPORTED = "reported"  # the objective returned its own energy_kwh (tuner.study.record.REPORTED_SOURCE)
+POWER_NOT_DERIVED = ("not derived: energy_kwh was reported by the objective, not metered over this trial's "
+                     "runtime, so it says nothing of the trial's power")
 
 # How far each source is trusted, highest first. The overall source of a measurement is
 # taken from its least trusted class, so an estimate is never passed off as a measurement.
@@ -26,7 +29,7 @@ SOURCE_TRUST = {
     "cpu-time-estimate": 1,
     "dram-rss-estimate": 1,
     "user-override": 1,
-    "reported": 0,
+    REPORTED: 0,
 }
 
 
@@ -112,7 +115,14 @@ class Measurement:
 
     @property
     def avg_power_w(self) -> float:
-        """Mean power over the window; 0 for an empty window."""
+        """Mean power over the window; 0 for an empty window.
+
+        NaN for energy the objective reported (source ``reported``): that figure was not
+        metered over this window, and a replayed trace's kWh over the objective's few
+        milliseconds read as 1e8-1e9 W.
+        """
+        if self.source == REPORTED:
+            return math.nan
         return self.energy_kwh * J_PER_KWH / self.duration_s if self.duration_s > 0 else 0.0
 
     def component(self, name: str) -> ComponentReading | None:
@@ -149,6 +159,8 @@ class Measurement:
             record["energy_flags"] = ",".join(flags)
         if self.cpu_share is not None:
             record["energy_cpu_share"] = self.cpu_share
+        if self.source == REPORTED:
+            record["energy_power_note"] = POWER_NOT_DERIVED
         record.update(self.hardware)
         return record
 

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from tuner.config import ENERGY_METRIC, Choice, FloatRange, IntRange
-from tuner.search.base import GreentuneSearcher, Outcome, SearchParam
+from tuner.search.base import Affordable, GreentuneSearcher, Outcome, SearchParam
 
 
 class AxSearcher(GreentuneSearcher):
@@ -67,6 +67,7 @@ class AxSearcher(GreentuneSearcher):
         self._rng = np.random.default_rng(seed)
         self._pending: set[tuple] = set()  # proposed, not yet told
         self.random_draws = 0  # proposals replaced by a random unseen draw (repeats, likely failures)
+        self.affordable_draws = 0  # proposals the budget could not fit, replaced by an affordable draw
         quiet_ax_logging()
         from ax import Client
         from ax.utils.common.logger import set_stderr_log_level
@@ -229,6 +230,39 @@ class AxSearcher(GreentuneSearcher):
                     and not (self.avoid_failures and self.failures.likely_fails(draw)):
                 break
         return draw
+
+    def ask_within(self, previous: dict[str, Any], affordable: Affordable) -> dict[str, Any] | None:
+        """An unseen random configuration the budget can fit, in place of ``previous``.
+
+        The acquisition has no notion of what is left of the budget, so the replacement is
+        the first affordable one of :data:`~tuner.search.baselines.WITHIN_CANDIDATES`
+        unseen random draws (none judged likely to fail); ``previous`` is abandoned in Ax,
+        which then treats it as pending and moves away from it.
+        """
+        from tuner.search.baselines import WITHIN_CANDIDATES, first_affordable, sample
+
+        seen: set[tuple] = set()
+        candidates = []
+        for _ in range(WITHIN_CANDIDATES):
+            draw = {name: sample(param, self._rng) for name, param in self.space.items()}
+            key = self._key(draw)
+            if key in seen or self.failures.seen(draw) or key in self._pending \
+                    or (self.avoid_failures and self.failures.likely_fails(draw)):
+                continue
+            seen.add(key)
+            candidates.append(draw)
+        choice = first_affordable(candidates, affordable)
+        if choice is None:
+            return None
+        index = self._index_of.pop(id(previous), None)
+        if index is not None:
+            self.client.mark_trial_abandoned(index)
+        self._pending.discard(self._key(previous))
+        self.affordable_draws += 1
+        index, plain = self._attach(choice)
+        self._index_of[id(plain)] = index
+        self._pending.add(self._key(plain))
+        return plain
 
     def _attach(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         with warnings.catch_warnings():

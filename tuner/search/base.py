@@ -19,7 +19,7 @@ from __future__ import annotations
 import abc
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +31,8 @@ from tuner.config import Choice, FloatRange, IntRange
 logger = logging.getLogger(__name__)
 
 SearchParam = FloatRange | IntRange | Choice
+Affordable = Callable[[list[dict[str, Any]]], list[bool]]
+"""Which of these configurations the energy budget can fit (see :meth:`GreentuneSearcher.ask_within`)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,16 @@ class GreentuneSearcher(Searcher, abc.ABC):
     def tell(self, params: dict[str, Any], outcome: Outcome) -> None:
         """Learn from a finished trial that ``ask`` proposed."""
 
+    def ask_within(self, previous: dict[str, Any], affordable: Affordable) -> dict[str, Any] | None:
+        """A configuration to run instead of ``previous``, which the energy budget cannot fit.
+
+        ``affordable`` tells, for a list of configurations, which ones the budget can fit
+        (their predicted upper band is below what is left). Return one of those, or
+        ``None`` if this searcher cannot offer one, in which case the study waits for a
+        running trial to finish, or ends. The default cannot; the built-in searchers can.
+        """
+        return None
+
     def resume(self, history: Sequence[tuple[dict[str, Any], Outcome]], state: Path | None = None) -> None:
         """Continue a study that earlier drivers began, without rerunning what they finished.
 
@@ -105,6 +117,28 @@ class GreentuneSearcher(Searcher, abc.ABC):
             self._live[trial_id] = params
             return {**self.fixed, **params}
         return params
+
+    def suggest_within(self, trial_id: str, affordable: Affordable) -> dict[str, Any] | None:
+        """Replace this trial's proposal by an affordable one (:meth:`ask_within`), if any."""
+        previous = self._live.get(trial_id)
+        if previous is None:
+            return None
+        start = time.process_time()
+        params = self.ask_within(previous, affordable)
+        self.cpu_seconds += time.process_time() - start
+        if params is None:
+            return None
+        self._live[trial_id] = params
+        return {**self.fixed, **params}
+
+    def rekey(self, old_id: str, new_id: str) -> None:
+        """A proposal held back for lack of energy is offered again under a new Ray trial id."""
+        if old_id in self._live:
+            self._live[new_id] = self._live.pop(old_id)
+
+    def withdraw(self, trial_id: str) -> None:
+        """A proposal that will never run (the study ended before it fitted): told as ``stopped``."""
+        self.complete(trial_id, Outcome("stopped"))
 
     def save(self, checkpoint_path: str) -> None:
         """Pickle the searcher's state so Ray's experiment checkpoint holds it."""

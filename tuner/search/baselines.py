@@ -11,7 +11,7 @@ import numpy as np
 from ray.tune.search import Searcher
 
 from tuner.config import Choice, FloatRange, IntRange
-from tuner.search.base import GreentuneSearcher, Outcome, SearchParam
+from tuner.search.base import Affordable, GreentuneSearcher, Outcome, SearchParam
 
 
 def grid_levels(param: SearchParam, resolution: int) -> list[Any]:
@@ -71,10 +71,36 @@ class GridSearcher(GreentuneSearcher):
     def tell(self, params: dict[str, Any], outcome: Outcome) -> None:
         pass  # a grid does not learn
 
+    def ask_within(self, previous: dict[str, Any], affordable: Affordable) -> dict[str, Any] | None:
+        """The next grid point, in the grid's order, that the budget can fit.
+
+        It swaps places with ``previous``, which stays in the grid: a resumed study, or a
+        model that learns it was priced too high, may still run it.
+        """
+        last = self._next - 1
+        if last < 0 or self.point(int(self._order[last])) != previous:
+            return None
+        for start in range(self._next, len(self._order), _PRICE_CHUNK):
+            numbers = [j for j in range(start, min(start + _PRICE_CHUNK, len(self._order)))
+                       if tuple(self.point(int(self._order[j])).values()) not in self._finished]
+            if not numbers:
+                continue
+            fits = affordable([self.point(int(self._order[j])) for j in numbers])
+            for j, ok in zip(numbers, fits, strict=True):
+                if ok:
+                    self._order[last], self._order[j] = self._order[j], self._order[last]
+                    return self.point(int(self._order[last]))
+        return None
+
     def resume(self, history: Sequence[tuple[dict[str, Any], Outcome]], state: Path | None = None) -> None:
         """The same order as before, without the points that finished; interrupted ones run again."""
         self._finished = {tuple(p.get(n) for n in self._names) for p, o in history if o.status != "stopped"}
         self._next = 0
+
+
+_PRICE_CHUNK = 4096
+"""Grid points priced at a time when looking for an affordable one: a big grid is never
+priced whole."""
 
 
 class RandomSearcher(GreentuneSearcher):
@@ -83,6 +109,9 @@ class RandomSearcher(GreentuneSearcher):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._rng = np.random.default_rng(self.seed)
+        # affordable replacements come from a stream of their own, so that the main one
+        # stays one draw per trial and a resumed study goes on with the same proposals
+        self._within_rng = np.random.default_rng([self.seed if self.seed is not None else 0, 1])
 
     def ask(self) -> dict[str, Any]:
         return {name: sample(param, self._rng) for name, param in self.space.items()}
@@ -90,10 +119,31 @@ class RandomSearcher(GreentuneSearcher):
     def tell(self, params: dict[str, Any], outcome: Outcome) -> None:
         pass
 
+    def ask_within(self, previous: dict[str, Any], affordable: Affordable) -> dict[str, Any] | None:
+        """A uniform draw from the part of the space the budget can fit: the first of
+        :data:`WITHIN_CANDIDATES` fresh draws that it can."""
+        return first_affordable(
+            [{name: sample(param, self._within_rng) for name, param in self.space.items()}
+             for _ in range(WITHIN_CANDIDATES)], affordable)
+
     def resume(self, history: Sequence[tuple[dict[str, Any], Outcome]], state: Path | None = None) -> None:
         """Skip the draws earlier drivers used, so the sequence goes on as if never interrupted."""
         for _ in history:
             self.ask()
+
+
+WITHIN_CANDIDATES = 256
+"""Random draws a searcher prices when it looks for an affordable replacement."""
+
+
+def first_affordable(candidates: list[dict[str, Any]], affordable: Affordable) -> dict[str, Any] | None:
+    """The first candidate the budget can fit, or ``None``."""
+    if not candidates:
+        return None
+    for candidate, ok in zip(candidates, affordable(candidates), strict=True):
+        if ok:
+            return candidate
+    return None
 
 
 def sample(param: SearchParam, rng: np.random.Generator) -> Any:

@@ -19,6 +19,7 @@ from typing import Any
 
 from tuner.energy import J_PER_KWH
 from tuner.search.base import Outcome
+from tuner.search.energy_model import EnergyPrediction
 from tuner.study.record import TrialRecord, TrialReport, TrialStatus
 
 
@@ -82,10 +83,17 @@ class EnergyLedger:
         self._records[record.trial_id] = record
         return record
 
-    def start(self, trial_id: str, params: dict[str, Any]) -> None:
-        """A trial was suggested; it counts as pending until its first report."""
+    def start(self, trial_id: str, params: dict[str, Any], prediction: EnergyPrediction | None = None) -> None:
+        """A trial was admitted; it counts as pending until its first report.
+
+        ``prediction`` is what the energy model said it would cost when the gate admitted
+        it: the budget reserves its upper band for the trial while it runs, and the trials
+        table keeps both figures (``energy_predicted_kwh``, ``energy_predicted_upper_kwh``)
+        so that a trial dearer than predicted can be told apart.
+        """
         if trial_id not in self._records:
-            self._records[trial_id] = TrialRecord(trial_id, dict(params))
+            info = {} if prediction is None else {PREDICTED_KEY: prediction.kwh, PREDICTED_UPPER_KEY: prediction.upper_kwh}
+            self._records[trial_id] = TrialRecord(trial_id, dict(params), info=info)
 
     def observe(self, trial_id: str, result: Mapping[str, Any]) -> TrialRecord:
         """Take a trial's Ray result (heartbeat or final). Idempotent for the same result."""
@@ -241,16 +249,29 @@ class EnergyLedger:
 
     @property
     def projected_kwh(self) -> float:
-        """Total after one more report interval of every running trial at its mean power."""
-        watts = sum(float(r.info.get("avg_power_w") or 0.0) for r in self.running())
-        return self.total_kwh + watts * self.report_interval_s / J_PER_KWH
+        """Total at the next report interval: every running trial one interval further at its
+        mean power, except that a trial admitted on a prediction is expected to end by its
+        upper band, so it is projected no further than that while it is below it."""
+        ahead = 0.0
+        for record in self.running():
+            power = record.info.get("avg_power_w")
+            step = float(power) * self.report_interval_s / J_PER_KWH if _finite_number(power) else 0.0
+            upper = record.info.get(PREDICTED_UPPER_KEY)
+            if _finite_number(upper) and record.energy_kwh <= upper:
+                step = min(step, float(upper) - record.energy_kwh)
+            ahead += max(step, 0.0)
+        return self.total_kwh + ahead
 
     def should_stop(self) -> bool:
-        """Stop before the next heartbeat would carry the total past the budget.
+        """Stop every running trial when the projection (:attr:`projected_kwh`) reaches the budget.
 
-        Waiting for the total itself to cross would overshoot by up to one report
-        interval of every running trial; projecting one interval ahead keeps the
-        recorded total at or just under the budget.
+        Waiting for the total itself to cross would overshoot by up to one report interval
+        of every running trial. Projecting every trial a whole interval ahead, though,
+        stopped trials that were about to finish under the budget: a lone trial at 80.6 %
+        whose next interval would have crossed, but which would have ended at 86 %. A
+        stopped trial's energy is spent and its result lost, so a trial the gate admitted
+        on its predicted upper band, which the budget has room for, is projected to that
+        band and runs on; past it, the prediction was wrong and the interval rule holds.
         """
         if self.stopped_at is None and self.projected_kwh >= self.budget_kwh:
             self.stopped_at = time.time()
@@ -282,23 +303,42 @@ class EnergyLedger:
             streak.append(record)
         return streak[::-1]
 
-    def can_start_trial(self) -> bool:
-        """Whether one more trial of the expected energy fits in what is left.
+    def reserved_kwh(self, record: TrialRecord) -> float:
+        """What a trial is charged while it runs: at least its predicted upper band (or,
+        admitted before the energy model could predict, the median completed trial), since
+        it will most likely spend that before it finishes; a finished trial, what it spent."""
+        if record.final:
+            return record.energy_kwh
+        upper = record.info.get(PREDICTED_UPPER_KEY)
+        if _finite_number(upper):
+            return max(record.energy_kwh, float(upper))
+        expected = self.expected_trial_kwh
+        return record.energy_kwh if expected is None else max(record.energy_kwh, expected)
 
-        Running trials are charged at least the expected energy, since they will most
-        likely spend that much before they finish; choosing the trial is charged what the
-        searcher's last step cost, since a BO step can cost more than a small trial.
+    def room_kwh(self) -> float:
+        """What is left for one more trial: the budget, less every trial's charge
+        (:meth:`reserved_kwh`), the overhead so far, and what choosing the trial will cost
+        (the searcher's last step, since a BO step can cost more than a small trial)."""
+        choosing = self._next_step_cpu_s() * self.watts_per_core / J_PER_KWH
+        committed = sum(self.reserved_kwh(r) for r in self._records.values())
+        return self.budget_kwh - committed - self.overhead_kwh - choosing
+
+    def can_start_trial(self, prediction: EnergyPrediction | None = None) -> bool:
+        """Whether one more trial fits in what is left (:meth:`room_kwh`).
+
+        With ``prediction`` (the energy model's figures for the configuration proposed),
+        its upper band must fit: admitting on the median of past trials let a trial that
+        cost 12.45 kWh start with 6.63 kWh left. Without one (the model has too few
+        completed trials yet), the median completed trial must fit, and before any trial
+        completed, anything left will do: nothing is known to refuse on.
         """
         if self.exhausted or self.stopped_at is not None or self.interrupted_by is not None:
             return False
-        choosing = self._next_step_cpu_s() * self.watts_per_core / J_PER_KWH
+        room = self.room_kwh()
+        if prediction is not None:
+            return prediction.upper_kwh <= room
         expected = self.expected_trial_kwh
-        if expected is None:
-            return self.total_kwh + choosing < self.budget_kwh
-        committed = sum(
-            r.energy_kwh if r.final else max(r.energy_kwh, expected) for r in self._records.values()
-        )
-        return committed + self.overhead_kwh + choosing + expected <= self.budget_kwh
+        return room > 0 if expected is None else expected <= room
 
     @property
     def n_trials(self) -> int:
@@ -313,7 +353,19 @@ class EnergyLedger:
         return out
 
 
+PREDICTED_KEY = "energy_predicted_kwh"
+"""A trial's info: the energy model's median for it when the gate admitted it."""
+PREDICTED_UPPER_KEY = "energy_predicted_upper_kwh"
+"""A trial's info: the upper band the budget reserved for it while it ran."""
+
+
 def _additive(key: str, value: Any) -> bool:
     """Info that adds up over the runs of a paused and restarted trial (energy parts, CPU time)."""
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if key in (PREDICTED_KEY, PREDICTED_UPPER_KEY):
+        return False  # one figure for the whole trial, however many runs it took
     return numeric and (key in ("cpu_time_s", "duration_s") or (key.startswith("energy_") and key.endswith("_kwh")))
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

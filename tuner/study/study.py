@@ -187,21 +187,20 @@ class Study:
                 for record in ledger.close_unfinished():
                     callback.record(record)
             carbon = {**_study_carbon(accountant, ledger), **gate_report(launcher), **gate_report(pauser)}
-            if ledger.interrupted_by:
-                finish_reason = f"interrupted by {ledger.interrupted_by}"
-            elif gate.consecutive_failures is not None:  # it stopped launching first; say so, not what followed
+            if gate.consecutive_failures is not None and not ledger.interrupted_by:
+                # it stopped launching first; say so, not what followed
                 self.state["consecutive_failures"] = gate.consecutive_failures
-                finish_reason = gate.finish_reason
+                finish_reason = gate.finish_reason or study_finish_reason(ledger, None, cfg.max_trials)
             else:
-                finish_reason = "energy budget spent" if ledger.stopped_at else gate.finish_reason
-                if finish_reason is None and cfg.max_trials is not None and ledger.n_trials >= cfg.max_trials:
-                    finish_reason = "max_trials reached"  # Ray stopped asking the gate at num_samples
+                finish_reason = study_finish_reason(ledger, gate.finish_reason, cfg.max_trials)
             result = self._finish(carbon, finish_reason)
         finally:
             if self.lock is not None:
                 self.lock.release()
+        if result.over_budget:
+            logger.warning("the study ended over its energy budget: %s", result.over_budget_line())
         if result.completed.empty and not result.interrupted:
-            warnings.warn(f"no trial completed ({finish_reason or 'no reason recorded'}); the Pareto front is empty",
+            warnings.warn(f"no trial completed ({finish_reason}); the Pareto front is empty",
                           NoCompletedTrialWarning, stacklevel=2)
         if progress:
             print(result.summary(), file=sys.stderr, flush=True)
@@ -333,6 +332,26 @@ class Study:
 
 def _console(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+def study_finish_reason(ledger: EnergyLedger, gate_reason: str | None, max_trials: int | None) -> str:
+    """Why the study ended; never ``None``.
+
+    The gate names its reason when it refuses a trial, but Ray Tune stops asking it once
+    ``num_samples`` (``max_trials``) trials were created, so a study capped by
+    ``max_trials`` used to end with no reason at all. The ledger's books decide then.
+    """
+    if ledger.interrupted_by:
+        return f"interrupted by {ledger.interrupted_by}"
+    if ledger.stopped_at:
+        return "energy budget spent"
+    if gate_reason:
+        return gate_reason
+    if max_trials is not None and ledger.n_trials >= max_trials:
+        return "max_trials reached"
+    if ledger.exhausted:
+        return "energy budget spent"
+    return "Ray Tune ended the run with no trial left to start"
 
 
 def _study_carbon(accountant: Any, ledger: EnergyLedger) -> dict[str, Any]:

@@ -150,6 +150,7 @@ class StudyTracker:
                 self.client.set_tag(self.run_id, f"greentune.{key}", redact(value)[:_MAX_TAG])
         if result.finish_reason:
             self.client.set_tag(self.run_id, "greentune.finish_reason", result.finish_reason)
+        self.client.set_tag(self.run_id, "greentune.over_budget", "true" if result.over_budget else "false")
         for path in artifacts:
             self.client.log_artifact(self.run_id, str(path))
         # an interrupted study is not over: `--resume` reopens this run
@@ -182,13 +183,19 @@ class StudyTracker:
 def study_metrics(result: TuneResult) -> dict[str, float]:
     """The parent run's summary, by which MLflow's compare view ranks studies: the best and
     the knee trial, the hypervolume and the reference point it is measured from, energy
-    totals, and trial counts by status (zeros included, so every study has every column)."""
+    totals against the budget (``over_budget_kwh`` above 0 flags an overshoot, as the
+    ``greentune.over_budget`` tag does), and trial counts by status (zeros included, so
+    every study has every column)."""
     counts = result.trials["status"].value_counts().to_dict() if not result.trials.empty else {}
     metrics = {
         "total_energy_kwh": result.total_energy_kwh,
         "overhead_kwh": result.overhead_kwh,
         "trials_energy_kwh": result.total_energy_kwh - result.overhead_kwh,
         "facility_energy_kwh": result.facility_energy_kwh,
+        # the budget, the share of it spent, and by how much the study went over (0 within it)
+        "budget_kwh": result.budget_kwh,
+        "budget_used": result.total_energy_kwh / result.budget_kwh if result.budget_kwh > 0 else math.nan,
+        "over_budget_kwh": result.over_budget_kwh,
         "n_trials": float(len(result.trials)),
         "pareto_front_size": float(len(result.pareto_front)),
         **{f"n_{status.value}": float(counts.get(status.value, 0)) for status in TrialStatus if status.final},
