@@ -22,13 +22,13 @@ import pandas as pd
 
 from tuner.config import ENERGY_METRIC, Choice
 from tuner.reporting._plotly import check_drawable, left_out, write_offline_html
-from tuner.reporting._space import SpaceEncoder
+from tuner.space import SpaceEncoder
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-    from tuner.reporting._space import SearchParam
     from tuner.result import TuneResult
+    from tuner.space import SearchParam
 
 
 def _log_ticks(low: float, high: float) -> dict[str, Any]:

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from tuner.config import ENERGY_METRIC, Choice, ReportSettings
-from tuner.reporting._space import SpaceEncoder
+from tuner.space import SpaceEncoder
 
 if TYPE_CHECKING:
     from tuner.result import TuneResult
@@ -47,6 +47,11 @@ MAX_JOINT_POINTS = 2000
 MAX_OUTSIDE_SHARE = 0.5
 """More grid points than this share outside what the trials sampled, and the estimate refuses:
 on the Zeus traces, every estimate whose interval missed the true grid had more."""
+OUTSIDE_MARGIN = 0.1
+"""How far past the sampled span of a parameter (as a share of its whole range) a grid point
+may lie and still count as inside: the grid's levels include the bounds, which uniform
+draws approach but almost never reach (36 random trials leave a gap of about 1/37 of the
+range at each end), so without a margin nearly every grid point counted as outside."""
 MAX_INTERVAL_RATIO = 10.0
 """Wider than this factor (high over low), the interval says nothing: the estimate refuses."""
 
@@ -237,7 +242,8 @@ def grid_estimate(result: TuneResult) -> GridEstimate:
 
 def _outside_sampled(space: dict[str, Any], done: pd.DataFrame, grid: pd.DataFrame) -> np.ndarray:
     """Which grid points lie outside what the trials sampled: beyond the sampled span of a
-    range or ordered choice, or at an unordered choice no trial took."""
+    range or ordered choice by more than :data:`OUTSIDE_MARGIN`, or at an unordered choice
+    no trial took."""
     encoder = SpaceEncoder(space)
     sampled, points = encoder.design(done), encoder.design(grid)
     outside = np.zeros(len(grid), dtype=bool)
@@ -245,7 +251,8 @@ def _outside_sampled(space: dict[str, Any], done: pd.DataFrame, grid: pd.DataFra
         if encoder.is_unordered(name):
             outside |= ~np.isin(points[:, i], sampled[:, i])
         else:
-            outside |= (points[:, i] < sampled[:, i].min() - 1e-9) | (points[:, i] > sampled[:, i].max() + 1e-9)
+            margin = OUTSIDE_MARGIN * encoder.bounds[1, i] + 1e-9
+            outside |= (points[:, i] < sampled[:, i].min() - margin) | (points[:, i] > sampled[:, i].max() + margin)
     return outside
 
 

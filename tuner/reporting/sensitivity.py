@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from tuner.config import ENERGY_METRIC
-from tuner.reporting._space import SpaceEncoder
+from tuner.space import SpaceEncoder
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

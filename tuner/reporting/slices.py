@@ -28,14 +28,14 @@ from tuner.reporting._plotly import (
     status_style,
     write_offline_html,
 )
-from tuner.reporting._space import SpaceEncoder
 from tuner.reporting.pareto import log_energy_axis
+from tuner.space import SpaceEncoder
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-    from tuner.reporting._space import SearchParam
     from tuner.result import TuneResult
+    from tuner.space import SearchParam
 
 _ROW_PX = 270
 

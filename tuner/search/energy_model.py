@@ -10,7 +10,7 @@ the study's completed trials (the trials table), used by every searcher and by t
 tag's full-grid estimate.
 
 The model is a Gaussian process on ``log(kWh)`` over the encoded parameters
-(:class:`~tuner.reporting._space.SpaceEncoder` features: ranges on their search scale in
+(:class:`~tuner.space.SpaceEncoder` features: ranges on their search scale in
 [0, 1], ordered choices by index, unordered ones one-hot), plus ``log(value)`` of every
 linear range above zero, since compute usually follows a power law of epochs, steps or
 width. Its kernel is a linear trend with a fixed prior on its slopes (Bayesian linear
@@ -97,7 +97,7 @@ class EnergyModel:
 
     def __init__(self, space: Mapping[str, SearchParam], level: float = LEVEL,
                  min_trials: int = MIN_TRIALS) -> None:
-        from tuner.reporting._space import SpaceEncoder
+        from tuner.space import SpaceEncoder
 
         self.space = dict(space)
         self.encoder = SpaceEncoder(self.space)

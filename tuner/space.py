@@ -1,5 +1,8 @@
 """The search space as numbers: what the surrogate and energy models are fitted on.
 
+Shared by the search (the energy model) and the reporting (sensitivity, plots), so it
+belongs to neither.
+
 Each tunable parameter gets one *design* coordinate: a range maps to [0, 1] (on a log
 scale when the range is log-scaled), a choice to its index 0..k-1. Models see
 *features*: ranges as they are, ordered choices as index / (k - 1), unordered choices
