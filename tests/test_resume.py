@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -371,3 +372,78 @@ def test_sigterm_interrupts_the_ledger_like_ctrl_c_and_the_handlers_are_put_back
         assert ledger.interrupted_by == "SIGTERM" and not ledger.can_start_trial()
         assert signal.getsignal(signal.SIGTERM) == before[0]  # a second signal acts as it would have
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_a_deleted_output_dir_is_written_again_and_nothing_is_lost(ray_session, tmp_path: Path):
+    address = ray_session.get_runtime_context().gcs_address
+    study, out = _study(tmp_path), tmp_path / "out"
+    first = _greentune(str(study), address=address, cwd=tmp_path)
+    try:
+        _wait_for_flight(out, first)
+        shutil.rmtree(out)
+        output, _ = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, output
+    assert "was deleted while the study ran; recreated it" in output
+    trials = read_trials_csv(out / "trials.csv")
+    completed = trials[trials["status"] == "completed"]  # the trials booked before the deletion included
+    assert len(completed) == GRID_POINTS and completed["x"].round(6).nunique() == GRID_POINTS
+    state = json.loads((out / "study.json").read_text())
+    assert state["finished_at"] and state["total_energy_kwh"] == pytest.approx(
+        trials["energy_kwh"].sum() + state["overhead_kwh"], rel=1e-9)
+    assert len(json.loads((out / "ledger.json").read_text())["entries"]) == len(trials)
+    assert _plain_rerun_is_refused(study, tmp_path)
+
+
+def _plain_rerun_is_refused(study: Path, cwd: Path) -> bool:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "disabled"}
+    again = subprocess.run([sys.executable, "-m", "tuner.cli", "run", str(study), "--quiet"], cwd=cwd, env=env,
+                           capture_output=True, text=True, timeout=120)
+    return again.returncode == 2 and "already holds a finished study" in again.stderr
+
+
+_SLOW_REPORT_DRIVER = """
+import pathlib, sys, time
+import tuner.reporting
+
+def stalled(result, directory):  # the driver is killed while it writes the report
+    pathlib.Path(sys.argv[1]).write_text("writing the report")
+    time.sleep(600)
+
+tuner.reporting.build_report = stalled
+from tuner.cli import main
+sys.exit(main(["run", sys.argv[2], "--address", sys.argv[3], "--quiet"]))
+"""
+
+
+def test_a_driver_killed_while_writing_the_report_is_finished_by_resume(ray_session, tmp_path: Path):
+    address = ray_session.get_runtime_context().gcs_address
+    study, out, marker = _study(tmp_path), tmp_path / "out", tmp_path / "reporting"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "disabled"}
+    first = subprocess.Popen([sys.executable, "-c", _SLOW_REPORT_DRIVER, str(marker), str(study), address],
+                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not marker.exists():
+            assert first.poll() is None and time.monotonic() < deadline, first.stdout.read() if first.stdout else ""
+            time.sleep(0.2)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    state = json.loads((out / "study.json").read_text())
+    assert not state.get("finished_at") and state["finishing_reason"] == "search space exhausted"
+    client = MlflowClient(tracking_uri=state["tracking_uri"])
+    assert client.get_run(state["mlflow_run_id"]).info.status == "RUNNING"
+    starts = (tmp_path / "marks.txt").read_text().split()
+
+    second = _greentune(str(study), "--resume", address=address, cwd=tmp_path)
+    output, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, output
+    assert (tmp_path / "marks.txt").read_text().split() == starts  # no trial ran again
+    state = json.loads((out / "study.json").read_text())
+    assert state["finished_at"] and state["finish_reason"] == "search space exhausted"
+    assert "finishing_reason" not in state
+    assert (out / "report.html").exists()
+    assert client.get_run(state["mlflow_run_id"]).info.status == "FINISHED"

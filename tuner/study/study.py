@@ -172,22 +172,13 @@ class Study:
         try:
             if self.resumed:
                 self._record_restored(callback, progress)
-            shortfall = budget_shortfall(cfg, ledger)
-            if shortfall:
-                warnings.warn(shortfall, BudgetWarning, stacklevel=2)
-            with ending_on_signals(ledger):
-                try:
-                    run_ray_tune(cfg, self.objective, launcher, self._stopper(), callback, self.files.directory,
-                                 attempt=int(self.state["resumes"]), scheduler=pauser)
-                except BaseException as exc:
-                    for record in ledger.close_unfinished():
-                        callback.record(record)
-                    self.tracker.fail_study(f"{type(exc).__name__}: {exc}")
-                    raise
-                for record in ledger.close_unfinished():
-                    callback.record(record)
+            finishing = self.state.get("finishing_reason")  # its driver died writing the report: no trial runs
+            if finishing is None:
+                self._run_trials(launcher, callback, pauser)
             carbon = {**_study_carbon(accountant, ledger), **gate_report(launcher), **gate_report(pauser)}
-            if gate.consecutive_failures is not None and not ledger.interrupted_by:
+            if finishing is not None:
+                finish_reason = str(finishing)
+            elif gate.consecutive_failures is not None and not ledger.interrupted_by:
                 # it stopped launching first; say so, not what followed
                 self.state["consecutive_failures"] = gate.consecutive_failures
                 finish_reason = gate.finish_reason or study_finish_reason(ledger, None, cfg.max_trials)
@@ -205,6 +196,24 @@ class Study:
         if progress:
             print(result.summary(), file=sys.stderr, flush=True)
         return result
+
+    def _run_trials(self, launcher: Any, callback: StudyCallback, pauser: Any) -> None:
+        """Ray Tune runs the trials; whatever ends it, every trial is booked and logged."""
+        cfg, ledger = self.config, self.ledger
+        shortfall = budget_shortfall(cfg, ledger)
+        if shortfall:
+            warnings.warn(shortfall, BudgetWarning, stacklevel=3)
+        with ending_on_signals(ledger):
+            try:
+                run_ray_tune(cfg, self.objective, launcher, self._stopper(), callback, self.files.directory,
+                             attempt=int(self.state["resumes"]), scheduler=pauser)
+            except BaseException as exc:
+                for record in ledger.close_unfinished():
+                    callback.record(record)
+                self.tracker.fail_study(f"{type(exc).__name__}: {exc}")
+                raise
+            for record in ledger.close_unfinished():
+                callback.record(record)
 
     def _stopper(self) -> StudyStopper:
         if self.config.early_stopping == "none":
@@ -226,7 +235,26 @@ class Study:
         return int(pareto_mask(metric, [r.energy_kwh for r in done], self.config.mode).sum())
 
     def save_ledger(self) -> None:
+        self._ensure_directory()
         self.files.write_ledger(self.ledger.to_json())
+
+    def _ensure_directory(self) -> None:
+        """Recreate the output directory if it was deleted while the study runs.
+
+        This driver holds every record in memory, so the study's files are written again
+        from it (and its lock taken again) rather than lost: a study that kept spending
+        into a deleted directory used to crash at its end, and a plain re-run then started
+        afresh over whatever had survived.
+        """
+        if self.files.directory.is_dir():
+            return
+        self.files.directory.mkdir(parents=True, exist_ok=True)
+        logger.warning("the study's output directory %s was deleted while the study ran; recreated it and wrote "
+                       "the study's files again from the driver's records", self.files.directory)
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = StudyLock.acquire(self.files.directory)
+        self.files.write_state(self.state)
 
     def persist(self) -> None:
         """After every finished trial: the ledger first (it holds the MLflow run id just
@@ -283,7 +311,9 @@ class Study:
         if self.ledger.interrupted_by:
             self.state["interrupted_at"] = time.time()  # not finished: `--resume` goes on from here
         else:
-            self.state["finished_at"] = time.time()
+            # Finishing, not yet finished: a driver killed while it writes the report or
+            # closes the MLflow run leaves a study that `--resume` finishes (no trial runs).
+            self.state["finishing_reason"] = finish_reason
         try:
             files.write_state(self.state)  # what `greentune report DIR` rebuilds from
         except OutputWriteError as exc:
@@ -297,6 +327,10 @@ class Study:
             logger.warning("could not build the study report: %s", exc)
         self.tracker.finish_study(result, artifacts)
         self._book_late_run_ids(result)
+        if not self.ledger.interrupted_by:
+            self.state.pop("finishing_reason", None)
+            self.state["finished_at"] = time.time()
+            files.write_state(self.state)
         return result
 
     def _freeze_reference_point(self, result: TuneResult) -> bool:
