@@ -44,6 +44,14 @@ def _study(tmp_path: Path) -> Path:
     return study
 
 
+def _small_study(tmp_path: Path) -> Path:
+    """Three quick grid points: enough to have books on disk and a report to write."""
+    study = _study(tmp_path)
+    study.write_text(study.read_text().replace(f"grid_resolution: {GRID_POINTS}", "grid_resolution: 3")
+                     .replace("seconds: 1.5", "seconds: 0.75"))
+    return study
+
+
 def _greentune(*args: str, address: str, cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "disabled"}
     return subprocess.Popen(
@@ -102,14 +110,21 @@ def test_sigkilled_driver_resumes_with_books_straight(ray_session, tmp_path: Pat
     starts = Counter(float(line) for line in (tmp_path / "marks.txt").read_text().split())
     for entry in done_before.values():
         assert starts[round(entry["params"]["x"], 6)] == 1
-    # the trials in flight are closed as interrupted, their energy up to the last heartbeat counted once
+    # the trials in flight were ended by Ray (it ends a dead driver's workers on a running cluster) or by
+    # their own watch on the driver; what they spent after the dead driver's last save, and a result that
+    # came after it, are booked from their spooled last word: never less than the dead driver's books
     for trial_id, entry in flying_before.items():
-        assert trials.loc[trial_id, "status"] == "interrupted"
-        assert trials.loc[trial_id, "energy_kwh"] == pytest.approx(entry["energy_kwh"], rel=1e-12)
+        assert trials.loc[trial_id, "status"] in ("interrupted", "completed")
+        assert trials.loc[trial_id, "energy_kwh"] >= entry["energy_kwh"]
+    assert not (out / "inflight").exists()  # booked, then dropped
     # the grid is finished: each point completed exactly once across both drivers
     completed = trials[trials["status"] == "completed"]
     assert len(completed) == GRID_POINTS
     assert completed["x"].round(6).nunique() == GRID_POINTS
+    starts = Counter(float(line) for line in (tmp_path / "marks.txt").read_text().split())
+    for x in completed["x"]:
+        assert starts[round(x, 6)] == 1 or round(x, 6) in {round(e["params"]["x"], 6) for e in flying_before.values()
+                                                             if trials.loc[e["trial_id"], "status"] == "interrupted"}
     # the budget saw every kWh once: all trials of both drivers plus both drivers' overhead
     assert state["total_energy_kwh"] == pytest.approx(trials["energy_kwh"].sum() + state["overhead_kwh"], rel=1e-9)
     assert trials["energy_kwh"].sum() >= spent_before
@@ -376,10 +391,13 @@ def test_sigterm_interrupts_the_ledger_like_ctrl_c_and_the_handlers_are_put_back
 
 def test_a_deleted_output_dir_is_written_again_and_nothing_is_lost(ray_session, tmp_path: Path):
     address = ray_session.get_runtime_context().gcs_address
-    study, out = _study(tmp_path), tmp_path / "out"
+    study, out = _small_study(tmp_path), tmp_path / "out"
     first = _greentune(str(study), address=address, cwd=tmp_path)
     try:
-        _wait_for_flight(out, first)
+        deadline = time.monotonic() + 180
+        while not [e for e in _ledger(out)["entries"] if e["status"] == "completed"]:
+            assert first.poll() is None and time.monotonic() < deadline, first.stdout.read() if first.stdout else ""
+            time.sleep(0.1)
         shutil.rmtree(out)
         output, _ = first.communicate(timeout=300)
     finally:
@@ -389,7 +407,7 @@ def test_a_deleted_output_dir_is_written_again_and_nothing_is_lost(ray_session, 
     assert "was deleted while the study ran; recreated it" in output
     trials = read_trials_csv(out / "trials.csv")
     completed = trials[trials["status"] == "completed"]  # the trials booked before the deletion included
-    assert len(completed) == GRID_POINTS and completed["x"].round(6).nunique() == GRID_POINTS
+    assert len(completed) == 3 and completed["x"].round(6).nunique() == 3
     state = json.loads((out / "study.json").read_text())
     assert state["finished_at"] and state["total_energy_kwh"] == pytest.approx(
         trials["energy_kwh"].sum() + state["overhead_kwh"], rel=1e-9)
@@ -420,7 +438,7 @@ sys.exit(main(["run", sys.argv[2], "--address", sys.argv[3], "--quiet"]))
 
 def test_a_driver_killed_while_writing_the_report_is_finished_by_resume(ray_session, tmp_path: Path):
     address = ray_session.get_runtime_context().gcs_address
-    study, out, marker = _study(tmp_path), tmp_path / "out", tmp_path / "reporting"
+    study, out, marker = _small_study(tmp_path), tmp_path / "out", tmp_path / "reporting"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "disabled"}
     first = subprocess.Popen([sys.executable, "-c", _SLOW_REPORT_DRIVER, str(marker), str(study), address],
                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -41,6 +41,7 @@ from tuner.study.record import (
     is_reserved_result_key,
     running_result,
 )
+from tuner.study.spool import driver_alive, write_last_word
 
 _WINDOW = "trial"
 _STATE_FILE = "greentune_state.pkl"  # inside a Ray Tune checkpoint directory
@@ -64,6 +65,9 @@ class TrialSettings:
     energy: EnergySettings
     report_interval_s: float
     timeout_s: float | None = None  # trial_timeout_s
+    spool_dir: str | None = None  # the study's inflight/ folder (tuner.study.spool)
+    driver_host: str | None = None  # the driver's machine and process, watched by the trial
+    driver_pid: int | None = None
 
 
 class _Session:
@@ -73,6 +77,8 @@ class _Session:
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.restored = restored
         self.stopped = False  # Ray stopped the trial: the objective ends at its next report()
+        self.ended = threading.Event()  # the wrapper is done with the objective: no more last words
+        self.last_word: Callable[[Measurement], dict[str, Any]] | None = None  # a heartbeat of the energy given
 
 
 class _TrialStopped(BaseException):
@@ -140,6 +146,7 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
     from ray import tune
 
     global _current, _last_objective
+    trial_id = tune.get_context().get_trial_id() or "unknown"
     if _last_objective is not None and _last_objective.is_alive():
         raise RuntimeError("an earlier trial's objective still runs in this process; "
                            "its energy would be metered as this trial's")
@@ -167,6 +174,9 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
     latest: dict[str, float] = {}
     unsent: list[tuple[int, dict[str, float], float]] = []  # (report number, metrics, time) not yet sent
     state: bytes | None = None  # the objective's newest checkpoint, not yet given to Ray
+    session.last_word = lambda energy: {
+        **running_result(latest, energy.as_record(), epochs, unsent, segment, checkpointed), "config": params}
+    _watch_driver(settings, trial_id, meter, session, started_at)
     try:
         while True:
             wait = settings.report_interval_s
@@ -194,6 +204,7 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
             live = meter.read_window(_WINDOW)
             checkpointed = checkpointed or state is not None
             heartbeat = running_result(latest, live.as_record(), epochs, unsent, segment, checkpointed)
+            write_last_word(settings.spool_dir, trial_id, {**heartbeat, "config": params})
             _report_with_checkpoint(heartbeat, state, epochs)
             state, unsent = None, []
     except SystemExit:  # Ray stopped the trial: its report() raised in this thread
@@ -206,17 +217,39 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
         end_descendants(started_at)
         raise
     finally:
+        session.ended.set()
         _current = None
     # the objective's processes end with it; reaped, their CPU time joins this window
     end_descendants(started_at)
     measured = meter.end_window(_WINDOW)
     meter.close()
-    tune.report(_final_record(kind, payload, latest, epochs, measured, settings.metric, unsent, segment))
+    final = _final_record(kind, payload, latest, epochs, measured, settings.metric, unsent, segment)
+    write_last_word(settings.spool_dir, trial_id, {**final, "config": params})  # kept if the driver dies first
+    tune.report(final)
     if kind == "timeout":
         worker.join(_STOP_GRACE_S)
         if worker.is_alive():  # asleep or in native code: only the end of its process stops it
             raise TrialTimeout(f"the objective still ran {settings.timeout_s:g} s after it started; "
                                "its trial is booked failed and its process ended")
+
+
+def _watch_driver(settings: TrialSettings, trial_id: str, meter: Any, session: _Session, started_at: float) -> None:
+    """End this trial if its driver dies (:mod:`tuner.study.spool`), from a thread of its own:
+    the wrapper's thread blocks in ``tune.report`` once nobody takes its results."""
+    if settings.driver_pid is None or settings.driver_host != socket.gethostname():
+        return  # no driver named, or on another machine: Ray ends the trial
+
+    def watch() -> None:
+        while not session.ended.wait(min(0.5, settings.report_interval_s)):
+            if driver_alive(settings.driver_host, settings.driver_pid):
+                continue
+            session.stopped = True
+            end_descendants(started_at)  # their CPU time joins the window
+            if session.last_word is not None and not session.ended.is_set():
+                write_last_word(settings.spool_dir, trial_id, session.last_word(meter.read_window(_WINDOW)))
+            os._exit(0)  # nobody will book more; the objective may be in native code
+
+    threading.Thread(target=watch, name="greentune-driver-watch", daemon=True).start()
 
 
 def _report_with_checkpoint(record: dict[str, Any], state: bytes | None, epochs: int) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from tuner.carbon.placement import trainable_parts
 from tuner.config import ConfigError, StudyConfig, resolve_objective
 from tuner.energy import with_idle_baseline
 from tuner.envvars import scoped_env
+from tuner.study.spool import SPOOL_DIR
 from tuner.trial import TrialSettings
 
 
@@ -85,7 +87,9 @@ def run_ray_tune(cfg: StudyConfig, objective: Any, searcher: Any, stopper: Any, 
     settings = TrialSettings(
         objective=objective, metric=cfg.metric, energy=with_idle_baseline(cfg.energy),
         report_interval_s=cfg.energy.report_interval_s, timeout_s=cfg.trial_timeout_s,
+        spool_dir=str(Path(out).resolve() / SPOOL_DIR), driver_host=socket.gethostname(), driver_pid=os.getpid(),
     )
+    (Path(out) / SPOOL_DIR).mkdir(parents=True, exist_ok=True)
     # run_trial and {cpu, gpu}; with carbon placement, a zone-pinning variant of each
     trial_fn, resources = trainable_parts(cfg)
     trainable = tune.with_resources(tune.with_parameters(trial_fn, settings=settings), resources)

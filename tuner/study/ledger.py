@@ -95,13 +95,17 @@ class EnergyLedger:
             info = {} if prediction is None else {PREDICTED_KEY: prediction.kwh, PREDICTED_UPPER_KEY: prediction.upper_kwh}
             self._records[trial_id] = TrialRecord(trial_id, dict(params), info=info)
 
-    def observe(self, trial_id: str, result: Mapping[str, Any]) -> TrialRecord:
-        """Take a trial's Ray result (heartbeat or final). Idempotent for the same result."""
+    def observe(self, trial_id: str, result: Mapping[str, Any], at: float | None = None) -> TrialRecord:
+        """Take a trial's Ray result (heartbeat or final). Idempotent for the same result.
+
+        ``at`` is when the result was sent, for one read back later (a trial's spooled
+        last word, :mod:`tuner.study.spool`); by default, now.
+        """
         record = self._records.get(trial_id) or TrialRecord(trial_id, dict(result.get("config", {})))
         if record.final:
             return record
         report = TrialReport.from_result(result)
-        now = time.time()
+        now = time.time() if at is None else at
         changes: dict[str, Any] = {}
         base_kwh, info_base = record.energy_base_kwh, record.info_base
         timeline = list(record.energy_timeline)

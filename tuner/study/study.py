@@ -34,6 +34,8 @@ from tuner.study.lock import StudyLock
 from tuner.study.preflight import check_cluster, check_output_dir
 from tuner.study.record import TrialRecord
 from tuner.study.signals import ending_on_signals
+from tuner.study.spool import SPOOL_DIR, read_last_words
+from tuner.study.spool import clear as clear_spool
 from tuner.tracking import drop_partial_child, open_tracker
 
 if TYPE_CHECKING:
@@ -147,6 +149,9 @@ class Study:
                               lambda: searcher.cpu_seconds, cfg.energy.report_interval_s,
                               searcher.expected_step_cpu_seconds)
         interrupted = _restore_books(ledger, searcher, files) if previous is not None else []
+        if previous is not None:
+            files.write_ledger(ledger.to_json())  # what the spool said is in the books now
+        clear_spool(files.directory / SPOOL_DIR)
         return cls(cfg, files, state, objective, carbon_provider, searcher, tracker, ledger, interrupted)
 
     # ------------------------------------------------------------------ running
@@ -327,6 +332,7 @@ class Study:
             logger.warning("could not build the study report: %s", exc)
         self.tracker.finish_study(result, artifacts)
         self._book_late_run_ids(result)
+        clear_spool(files.directory / SPOOL_DIR)  # every trial is booked in ledger.json
         if not self.ledger.interrupted_by:
             self.state.pop("finishing_reason", None)
             self.state["finished_at"] = time.time()
@@ -463,9 +469,17 @@ def _read_state_quietly(files: StudyFiles) -> dict[str, Any]:
 
 
 def _restore_books(ledger: EnergyLedger, searcher: Any, files: StudyFiles) -> list[TrialRecord]:
-    """Reload the ledger and the optimiser; close the trials the dead driver left running."""
+    """Reload the ledger and the optimiser; close the trials the dead driver left running.
+
+    What those trials wrote after the driver's last save (:mod:`tuner.study.spool`) is
+    booked first: a result that came after the driver died, and the energy until then.
+    """
     if files.ledger.exists():
         ledger.restore(files.read_ledger())
+    for trial_id, (at, result) in read_last_words(files.directory / SPOOL_DIR).items():
+        record = ledger.get(trial_id)
+        if record is None or not record.final:  # None: started after the dead driver's last save
+            ledger.observe(trial_id, result, at=at)
     interrupted = ledger.interrupt_unfinished(_INTERRUPTED)
     searcher.resume([(record.params, ledger.outcome(record.trial_id)) for record in ledger], files.searcher)
     return interrupted
