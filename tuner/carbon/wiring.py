@@ -55,7 +55,7 @@ def gate_searcher(
         provider = HistoryForecast(provider)
         min_saving = max(min_saving, HISTORY_MIN_SAVING)
         confidence = carbon.confidence
-        guard = HISTORY_GUARD  # re-checks a wait against what happened since it began
+        guard = HISTORY_GUARD  # extra re-checks of a wait under way (none by default)
         replan = HISTORY_REPLAN  # as benchmarks/carbon_shift.py replays it
     policy = SchedulePolicy(
         "threshold" if carbon.policy == "pause-resume" else carbon.policy,  # type: ignore[arg-type]
