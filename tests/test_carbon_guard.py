@@ -127,3 +127,43 @@ def test_a_history_study_gets_the_wait_guard() -> None:
     plain = gate_searcher(Searcher(), StaticProvider("DE"), _cfg(max_concurrent_trials=1),
                           ledger, NOW)
     assert (plain.guard, plain.replan_every) == (None, timedelta(minutes=15))  # API forecasts
+
+
+def _shift_bench():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(folder))
+    try:
+        spec = importlib.util.spec_from_file_location("carbon_shift_bench", folder / "carbon_shift.py")
+        bench = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = bench  # its dataclasses look their module up there
+        spec.loader.exec_module(bench)
+    finally:
+        sys.path.remove(str(folder))
+    return bench
+
+
+def test_the_replay_reads_a_guard_and_chooses_it_leaving_the_scored_trace_out() -> None:
+    bench = _shift_bench()
+    assert bench.parse_guard("none") is None
+    assert bench.parse_guard("target") == WaitGuard()
+    assert bench.parse_guard("0.1") == WaitGuard(divergence=0.1)
+    for bad in ("x", "-1"):
+        with pytest.raises(SystemExit, match="--guard: expected none, target or a fraction"):
+            bench.parse_guard(bad)
+
+    def case(guard: str, daily: list[float]):
+        arrays = {k: np.array([0.1] * len(daily)) for k in bench.SCHEDULES}
+        arrays["history"] = np.array(daily)
+        return bench.CaseResult("DE", 9, 1, arrays, 1.0, guard=guard)
+
+    # no setting is safe (a day at -30 %): the fewest days worse wins, then the mildest worst day
+    results = [case("none", [0.2] * 8 + [-0.3, -0.01]), case("target", [0.0] * 9 + [-0.3]),
+               case("0.1", [0.0] * 9 + [-0.26])]
+    assert bench.choose(results) == (0.9, "0.1")
+    # a safe setting wins on its mean saving
+    results.append(case("0.2", [0.05] * 10))
+    assert bench.choose(results) == (0.9, "0.2")
