@@ -81,6 +81,7 @@ class CarbonGate(Searcher):
             replan_every=timedelta(minutes=15),  # re-query the provider at most this often
             notify=None,                # or a callable taking console lines (the study prints them)
             notify_every=timedelta(seconds=60),  # a progress line this often while waiting
+            guard=None,                 # or a WaitGuard: re-checks a wait under way (tuner.carbon.guard)
         )
 
     For a provider without a forecast API, pass ``HistoryForecast(provider)`` and
