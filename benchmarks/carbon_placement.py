@@ -26,9 +26,17 @@ Each trial draws a constant 1 kW. Zone choices compared:
 >= 90 %), "joint" the same against the joint optimum; "spilled" counts trials lowest sent
 to a dirtier zone because the cleaner was full, and "delayed" trials that waited for a
 slot (0: no throughput loss).
+
+In 2020 France's grid was cleaner than Germany's at every half hour, so DE against FR
+never tests the ranking. ``--other DE+6`` replaces FR by a **synthetic** zone: the German
+trace shifted 6 hours later (its 03:00 value at 09:00: the same grid's daily cycle in a
+timezone 6 hours west, with its weather shifted too, which no real neighbour has), so
+the cleaner zone changes during the day. Its first 6 hours are the year's last 6 (the
+trace wraps around).
 Run::
 
     python benchmarks/carbon_placement.py                    # DE and FR 2020, default scenarios
+    python benchmarks/carbon_placement.py --other DE+6       # DE against DE shifted 6 h (synthetic)
     python benchmarks/carbon_placement.py --slots DE=4,FR=2 --lengths 1,4,8 --load 0.7
 
 The data folder is ``--data-dir``, else ``$GREENTUNE_DATA``, else ``../shared/data``.
@@ -253,6 +261,31 @@ def run(traces: dict[str, pd.Series], year: int, slots_by_zone: dict[str, int], 
     }
 
 
+def shifted(values: pd.Series, hours: float, year: int) -> pd.Series:
+    """A synthetic zone: ``values`` over ``year`` on the same timestamps, each value the one
+    recorded ``hours`` earlier (wrapping around the year's end), so its daily cycle runs
+    that much later."""
+    step = values.index.to_series().diff().median()
+    n = int(round(pd.Timedelta(hours=hours) / step))
+    if n <= 0 or n >= len(values):
+        raise ValueError(f"--other: a shift of {hours:g} h is not within the trace's "
+                         f"{len(values)} steps of {step}")
+    return pd.Series(np.roll(values.to_numpy(), n), index=values.index)
+
+
+def other_zone(spec: str) -> tuple[str, float]:
+    """``DE+6`` -> ("DE", 6.0): the zone to shift and by how many hours."""
+    base, sep, hours = spec.partition("+")
+    try:
+        value = float(hours)
+    except ValueError:
+        value = float("nan")
+    if base not in TRACES or not sep or not value > 0:
+        raise SystemExit(f"--other: expected ZONE+HOURS with ZONE in {', '.join(TRACES)} and "
+                         f"HOURS > 0 (e.g. DE+6), got {spec!r}")
+    return base, value
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", help="shared data folder (default $GREENTUNE_DATA or ../shared/data)")
@@ -261,7 +294,10 @@ def main() -> int:
     parser.add_argument("--lengths", default="1,4,8", help="trial lengths in hours, drawn uniformly")
     parser.add_argument("--load", type=float, default=0.7, help="mean share of the cluster's slots busy")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--other", help="replace FR by a synthetic zone: ZONE+HOURS, the ZONE trace "
+                                        "shifted HOURS later (e.g. DE+6)")
     args = parser.parse_args()
+    other = other_zone(args.other) if args.other else None
     root = data_dir(args.data_dir)
     traces = {}
     for zone, rel in TRACES.items():
@@ -271,12 +307,21 @@ def main() -> int:
             return 2
         values = read_intensity_csv(path)
         traces[zone] = values[(values.index >= f"{args.year}-01-01") & (values.index < f"{args.year + 1}-01-02")]
+    pair = "DE and FR traces"
+    if other:
+        name = args.other
+        traces.pop("FR")
+        traces[name] = shifted(traces[other[0]], other[1], args.year)
+        pair = f"DE and {name} (synthetic: the {other[0]} trace {other[1]:g} h later)"
     if args.slots:
         slots = {k: int(v) for k, v in (item.split("=") for item in args.slots.split(","))}
         scenarios = [(slots, tuple(float(x) for x in args.lengths.split(",")), args.load)]
     else:
         scenarios = SCENARIOS
-    print(f"placement over {args.year}, DE and FR traces; kg CO2 at 1 kW per trial; share = lowest's saving "
+    if other:  # the default scenarios' second zone is the synthetic one
+        scenarios = [({(args.other if k == "FR" else k): v for k, v in slots.items()}, lengths, load)
+                     for slots, lengths, load in scenarios]
+    print(f"placement over {args.year}, {pair}; kg CO2 at 1 kW per trial; share = lowest's saving "
           "over blind-rr / hindsight's; joint: the same against the joint optimum")
     print(f"{'slots':>10} {'lengths h':>10} {'load':>5} {'trials':>6} {'blind-rr':>9} {'blind-rnd':>9} "
           f"{'lowest':>9} {'hindsight':>9} {'joint':>9} {'saving':>7} {'share':>6} {'vs rnd':>6} {'joint':>6} "

@@ -9,8 +9,14 @@ fixed hour with a 24 h deadline. Schedules compared against starting at once (ru
 - history: what a study with ``forecast: history`` does live: :class:`CarbonGate` over
   :class:`HistoryForecast` (fitted on the history before each plan only) with the
   risk-aware rule (wait only for a saving that clears the forecast's past error at that
-  lead, ``--confidence``), polled every 15 minutes on a simulated clock and re-checking
-  every hour, launching as soon as waiting no longer pays;
+  lead, ``--confidence``), polled every 15 minutes on a simulated clock and re-planning
+  every hour (``HISTORY_REPLAN``, as the live gate does), launching as soon as waiting no
+  longer pays: the re-plan finds no later window worth it, or the
+  :class:`~tuner.carbon.guard.WaitGuard` (``--guard``; ``HISTORY_GUARD``, none by
+  default) sees the window now as clean as the one waited for, or the intensity since
+  the wait began running above its forecast;
+- unguarded: the same gate without a WaitGuard (the default; equals history unless
+  ``--guard`` sets one);
 - once: the same risk-aware plan made once at submission, never re-checked;
 - neutral: the plan without the risk rule (the previous default), made once;
 - naive: "yesterday's curve is today's forecast", no margin (the issue's strawman).
@@ -21,10 +27,12 @@ the 5th percentile; "ceiling" is the in-sample ceiling of
 ``benchmarks/carbon_forecast_ceiling.py`` for the same case (whole-hour starts, fitted on
 the very year it is scored on). ``--choose`` replays each trace at several confidences and
 picks, per held-out trace, the confidence chosen on the *other* trace(s) (leave one trace
-out). Run::
+out); ``--choose-guard`` does the same for the WaitGuard (``none``: no guard, ``target``:
+the target check alone, a number: the target check and that divergence). Run::
 
     python benchmarks/carbon_shift.py --every 3               # DE and FR 2020, every 3rd day
     python benchmarks/carbon_shift.py --every 3 --choose 0.6,0.75,0.9
+    python benchmarks/carbon_shift.py --every 4 --choose-guard none,target,0.05,0.1,0.2
     python benchmarks/carbon_shift.py --csv my.csv --hours 0,9,17
 
 The data folder is ``--data-dir``, else ``$GREENTUNE_DATA``, else ``../shared/data``
@@ -48,12 +56,15 @@ from ray.tune.search import Searcher
 from tuner.carbon.csvfile import CsvProvider
 from tuner.carbon.forecast import (
     HISTORY_CONFIDENCE,
+    HISTORY_GUARD,
     HISTORY_MIN_SAVING,
+    HISTORY_REPLAN,
     FittedForecaster,
     HistoryForecast,
     ProfileForecaster,
 )
 from tuner.carbon.gate import CarbonGate
+from tuner.carbon.guard import WaitGuard
 from tuner.carbon.schedule import SchedulePolicy, plan_start
 from tuner.carbon.series import StepFunction, resample
 
@@ -61,10 +72,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # carbon_forecast_ceiling
 DEFAULT_TRACES = {"DE": ("carbon/ger_ci.csv", (9, 17)), "FR": ("carbon/fr_ci.csv", (9, 0))}
 DEADLINE = timedelta(hours=24)
-SCHEDULES = ("oracle", "perfect", "history", "once", "neutral", "naive")
+SCHEDULES = ("oracle", "perfect", "history", "unguarded", "once", "neutral", "naive")
 FORECASTERS = {"fitted": FittedForecaster, "profile": ProfileForecaster}  # history's
 POLL = timedelta(minutes=15)
-REPLAN = timedelta(hours=1)
+REPLAN = HISTORY_REPLAN  # what the live gate does with a history forecast
 
 
 class Launch(Searcher):
@@ -82,11 +93,12 @@ class SimClock:
         return self.now
 
 
-def gate_start(provider, now, work: timedelta, deadline, policy: SchedulePolicy) -> pd.Timestamp:
+def gate_start(provider, now, work: timedelta, deadline, policy: SchedulePolicy,
+               guard: WaitGuard | None = None, replan: timedelta = REPLAN) -> pd.Timestamp:
     """When CarbonGate, polled every 15 minutes, lets the study's first trial launch."""
     clock = SimClock(now.to_pydatetime())
     gate = CarbonGate(Launch(), provider, deadline=deadline.to_pydatetime(), clock=clock,
-                      policy=policy, work=lambda: work, replan_every=REPLAN)
+                      policy=policy, work=lambda: work, replan_every=replan, guard=guard)
     while gate.suggest("trial") is None:
         clock.now += POLL
     return pd.Timestamp(clock.now)
@@ -101,6 +113,12 @@ class CaseResult:
     deadline_met: float  # share of (day, schedule) pairs that ended by the deadline
     ceiling: float = math.nan  # in-sample ceiling (carbon_forecast_ceiling.py)
     confidence: float = HISTORY_CONFIDENCE
+    guard: str = "none"  # history's WaitGuard: none, target, or the divergence
+
+    @property
+    def setting(self) -> tuple[float, str]:
+        """(confidence, guard) history ran with."""
+        return (self.confidence, self.guard)
 
     @property
     def days(self) -> int:
@@ -153,9 +171,20 @@ def oracle_saving(fn: StepFunction, grid: pd.DatetimeIndex, now: pd.Timestamp, w
 def run_case(name: str, provider: CsvProvider, hour: int, work_h: int, year: int,
              confidence: float = HISTORY_CONFIDENCE, margin: float = HISTORY_MIN_SAVING,
              forecaster: str = "fitted", months: frozenset[int] = frozenset(range(1, 13)),
-             every: int = 1, history: HistoryForecast | None = None) -> CaseResult:
+             every: int = 1, history: HistoryForecast | None = None,
+             guard: WaitGuard | None = HISTORY_GUARD, replan: timedelta = REPLAN) -> CaseResult:
     """One (trace, hour, work) case. Pass the same ``history`` for every case of a trace:
     its past forecasts (the backtests behind the risk) are then computed once."""
+    return run_guards(name, provider, hour, work_h, year, confidence, margin, forecaster,
+                      months, every, history, [guard], replan)[0]
+
+
+def run_guards(name: str, provider: CsvProvider, hour: int, work_h: int, year: int,
+               confidence: float, margin: float, forecaster: str, months: frozenset[int],
+               every: int, history: HistoryForecast | None, guards: list[WaitGuard | None],
+               replan: timedelta = REPLAN) -> list[CaseResult]:
+    """:func:`run_case` for several guards at once: every schedule but history's gate is
+    replayed once and shared (one result per guard)."""
     fn = StepFunction(provider.values)
     grid = provider.values.index
     history = history or HistoryForecast(provider, FORECASTERS[forecaster]())
@@ -166,6 +195,7 @@ def run_case(name: str, provider: CsvProvider, hour: int, work_h: int, year: int
                 "neutral": (history, SchedulePolicy(min_saving=margin)),
                 "naive": (naive, SchedulePolicy())}
     savings: dict[str, list[float]] = {s: [] for s in SCHEDULES}
+    guarded: list[list[float]] = [[] for _ in guards]
     met = total = 0
     days = pd.date_range(f"{year}-01-01", f"{year}-12-31", freq="D", tz="UTC")
     for day in days[::every]:
@@ -184,34 +214,48 @@ def run_case(name: str, provider: CsvProvider, hour: int, work_h: int, year: int
         risk = history.saving_risk(now.to_pydatetime(), deadline.to_pydatetime(), work, confidence)
         plan = plan_start(forecast, now.to_pydatetime(), work, deadline.to_pydatetime(), risky, risk)
         starts["once"] = pd.Timestamp(plan.start)
-        starts["history"] = gate_start(history, now, work, deadline, risky)
+        starts["unguarded"] = gate_start(history, now, work, deadline, risky, None, replan)
         for label, start in starts.items():
             savings[label].append(1 - fn.mean(start, start + work) / run_now)
             met += start + work <= deadline
             total += 1
-    return CaseResult(name, hour, work_h, {k: np.array(v) for k, v in savings.items()},
-                      met / total, confidence=confidence)
+        for i, guard in enumerate(guards):
+            start = gate_start(history, now, work, deadline, risky, guard, replan)
+            guarded[i].append(1 - fn.mean(start, start + work) / run_now)
+            met += start + work <= deadline
+            total += 1
+    out = []
+    for guard, daily in zip(guards, guarded, strict=True):
+        arrays = {k: np.array(v) for k, v in savings.items() if k != "history"}
+        arrays["history"] = np.array(daily)
+        out.append(CaseResult(name, hour, work_h, arrays, met / total, confidence=confidence,
+                              guard=guard_label(guard)))
+    return out
 
 
 def print_table(results: list[CaseResult], note: str = "") -> None:
-    head = (f"{'trace':<6}{'submit':>7}{'work':>5} {'conf':>5} {'oracle':>7} {'perfect':>8} "
+    head = (f"{'trace':<6}{'submit':>7}{'work':>5} {'conf':>5} {'div':>5} {'oracle':>7} {'perfect':>8} "
             f"{'share':>6} {'ceiling':>8} | {'history':>8} {'share':>6} {'/ceil':>6} "
-            f"{'worse':>6} {'worst':>7} {'p5':>7} | {'once':>7} {'neutral':>8} {'naive':>7} "
+            f"{'worse':>6} {'worst':>7} {'p5':>7} | {'unguard':>7} {'worse':>6} {'worst':>7} | "
+            f"{'once':>7} {'neutral':>8} {'naive':>7} "
             f"{'deadl.':>7}")
     print(head)
     print("-" * len(head))
     for r in results:
         s = r.saving
         ceil = s["history"] / r.ceiling if r.ceiling > 0 else math.nan
-        print(f"{r.trace:<6}{r.hour:>4}:00{r.work_h:>4}h {r.confidence:>5.2f} {s['oracle']:>7.1%} "
+        div = r.guard[:6]
+        print(f"{r.trace:<6}{r.hour:>4}:00{r.work_h:>4}h {r.confidence:>5.2f} {div:>5} {s['oracle']:>7.1%} "
               f"{s['perfect']:>8.1%} {r.share('perfect'):>6.0%} {_pct(r.ceiling, 8, 1)} | "
               f"{s['history']:>8.1%} {r.share('history'):>6.0%} {_pct(ceil, 6, 0)} "
-              f"{r.worse():>6.1%} {r.worst():>7.1%} {r.p5():>7.1%} | {s['once']:>7.1%} "
+              f"{r.worse():>6.1%} {r.worst():>7.1%} {r.p5():>7.1%} | {s['unguarded']:>7.1%} "
+              f"{r.worse('unguarded'):>6.1%} {r.worst('unguarded'):>7.1%} | {s['once']:>7.1%} "
               f"{s['neutral']:>8.1%} {s['naive']:>7.1%} {r.deadline_met:>7.0%}")
     n = len(results)
     print(f"\n{n} cases x {results[0].days} days{note}; savings are CO2 vs run-now (mean of "
           "daily ratios); worse: share of days history emitted more than run-now; worst, p5: "
-          "its worst day and 5th percentile.")
+          "its worst day and 5th percentile; unguarded: the same gate without the "
+          "WaitGuard re-checks (the previous default).")
     goals: dict[str, int] = {}
     for r in results:
         for goal, ok in r.meets().items():
@@ -242,12 +286,13 @@ def ceiling_for(values: pd.Series, hour: int, work_h: int, year: int) -> float:
         return math.nan
 
 
-def choose(results: list[CaseResult]) -> float:
-    """The confidence that meets the day-by-day goals in every case of ``results`` with
-    the highest mean saving; if none does, the one with the fewest days worse."""
-    by_conf: dict[float, list[CaseResult]] = {}
+def choose(results: list[CaseResult]) -> tuple[float, float]:
+    """The setting (confidence, guard) that meets the day-by-day goals in every case
+    of ``results`` with the highest mean saving; if none does, the one whose worst case
+    has the fewest days worse, then the mildest worst day."""
+    by_conf: dict[tuple[float, float], list[CaseResult]] = {}
     for r in results:
-        by_conf.setdefault(r.confidence, []).append(r)
+        by_conf.setdefault(r.setting, []).append(r)
 
     def safe(rs: list[CaseResult]) -> bool:
         return all(r.worse() <= 0.10 and r.worst() >= -0.25 and r.saving["history"] >= 0
@@ -256,7 +301,27 @@ def choose(results: list[CaseResult]) -> float:
     ok = [c for c, rs in by_conf.items() if safe(rs)]
     if ok:
         return max(ok, key=lambda c: np.mean([r.saving["history"] for r in by_conf[c]]))
-    return min(by_conf, key=lambda c: max(r.worse() for r in by_conf[c]))
+    return min(by_conf, key=lambda c: (max(r.worse() for r in by_conf[c]),
+                                       -min(r.worst() for r in by_conf[c])))
+
+
+def guard_label(guard: WaitGuard | None) -> str:
+    if guard is None:
+        return "none"
+    return "target" if guard.divergence is None else f"{guard.divergence:g}"
+
+
+def parse_guard(text: str) -> WaitGuard | None:
+    """``none`` | ``target`` | a divergence (fraction >= 0); bad input exits with one line."""
+    text = text.strip()
+    if text == "none":
+        return None
+    if text == "target":
+        return WaitGuard()
+    try:
+        return WaitGuard(divergence=float(text))
+    except ValueError as exc:
+        raise SystemExit(f"--guard: expected none, target or a fraction >= 0, got {text!r}") from exc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,6 +341,17 @@ def main(argv: list[str] | None = None) -> int:
                              f"(default HISTORY_CONFIDENCE = {HISTORY_CONFIDENCE:g})")
     parser.add_argument("--choose", help="comma-separated confidences: replay each, and report "
                                          "each trace at the one chosen on the other traces")
+    parser.add_argument("--guard", default=guard_label(HISTORY_GUARD),
+                        help="history's WaitGuard: none, target (take a window now as clean as "
+                             "the one waited for), or a fraction (also end a wait once the "
+                             "intensity since it began runs that far above its forecast); "
+                             f"default HISTORY_GUARD: {guard_label(HISTORY_GUARD)}")
+    parser.add_argument("--choose-guard",
+                        help="comma-separated --guard values to replay, as --choose does; each "
+                             "trace is reported at the setting chosen on the others")
+    parser.add_argument("--replan", type=float, default=REPLAN.total_seconds() / 60,
+                        help="minutes between the gate's re-plans in the replay (default 60: "
+                             "HISTORY_REPLAN, the live gate's with a history forecast)")
     parser.add_argument("--margin", type=float, default=HISTORY_MIN_SAVING,
                         help="min_saving of the 'neutral' plan (default HISTORY_MIN_SAVING = "
                              f"{HISTORY_MIN_SAVING:g})")
@@ -301,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     confidences = ([float(c) for c in args.choose.split(",")] if args.choose
                    else [args.confidence])
+    guard_grid = [parse_guard(g) for g in (args.choose_guard or args.guard).split(",")]
+    choosing = bool(args.choose or args.choose_guard)
+    replan = timedelta(minutes=args.replan)
     results = []
     for name, (path, hours) in traces.items():
         provider = CsvProvider(path)
@@ -309,27 +388,29 @@ def main(argv: list[str] | None = None) -> int:
             for work_h in works:
                 ceiling = ceiling_for(provider.values, hour, work_h, args.year)
                 for conf in confidences:
-                    r = run_case(name, provider, hour, work_h, args.year, conf, args.margin,
-                                 args.forecaster, months, args.every, history)
-                    r.ceiling = ceiling
-                    results.append(r)
+                    for r in run_guards(name, provider, hour, work_h, args.year, conf,
+                                        args.margin, args.forecaster, months, args.every,
+                                        history, guard_grid, replan):
+                        r.ceiling = ceiling
+                        results.append(r)
                     print(f"  done {name} {hour:02d}:00 {work_h} h at {conf:g}", file=sys.stderr,
                           flush=True)
     note = f" (every {args.every} days)" if args.every > 1 else ""
-    if not args.choose:
+    if not choosing:
         print_table(results, note)
         return 0
-    for conf in confidences:
-        print(f"\n== every trace at confidence {conf:g}")
-        print_table([r for r in results if r.confidence == conf], note)
+    for setting in sorted({r.setting for r in results}):
+        print(f"\n== every trace at confidence {setting[0]:g}, guard {setting[1]}")
+        print_table([r for r in results if r.setting == setting], note)
     if len(traces) < 2:
         print("\n(one trace: no other to choose its confidence on; see each confidence above)")
         return 0
     held_out = []
     for name in traces:
         chosen = choose([r for r in results if r.trace != name])
-        print(f"\n{name}: confidence {chosen:g}, chosen on {', '.join(t for t in traces if t != name)}")
-        held_out += [r for r in results if r.trace == name and r.confidence == chosen]
+        print(f"\n{name}: confidence {chosen[0]:g}, guard {chosen[1]}, chosen on "
+              f"{', '.join(t for t in traces if t != name)}")
+        held_out += [r for r in results if r.trace == name and r.setting == chosen]
     print("\n== leave one trace out: each trace at the confidence chosen on the others")
     print_table(held_out, note)
     return 0

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from ray.tune.search import Searcher
@@ -195,3 +196,27 @@ def test_on_a_month_of_the_real_de_and_fr_traces_lowest_reaches_the_hindsight_sa
     assert r["lowest"] < r["blind_rr"] and r["lowest"] < r["blind_random"]
     assert r["share"] >= 0.9
     assert r["joint"] <= r["hindsight"] + 1e-6  # the joint optimum is a true bound
+
+
+def _placement_bench():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "carbon_placement_bench", Path(__file__).resolve().parents[1] / "benchmarks" / "carbon_placement.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_the_synthetic_other_zone_is_the_trace_shifted_later_and_wrapped() -> None:
+    bench = _placement_bench()
+    idx = pd.date_range("2020-01-01", periods=48, freq="30min", tz="UTC")
+    values = pd.Series(np.arange(48.0), index=idx)
+    other = bench.shifted(values, 6, 2020)
+    assert other.index.equals(idx)
+    assert other[idx[12]] == values[idx[0]]  # 06:00 there is 00:00 here
+    assert other[idx[0]] == values[idx[-12]]  # the first 6 h wrap from the end
+    assert bench.other_zone("DE+6") == ("DE", 6.0)
+    for bad in ("DE", "XX+6", "DE+0", "DE+six"):
+        with pytest.raises(SystemExit, match="--other: expected ZONE\\+HOURS"):
+            bench.other_zone(bad)

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from tuner.carbon.base import IntensityProvider, IntensityReading, IntensitySeries
+from tuner.carbon.guard import WaitGuard
 from tuner.carbon.schedule import SavingRisk
 from tuner.carbon.series import StepFunction, last_step, to_utc
 
@@ -52,6 +53,13 @@ HISTORY_MIN_SAVING = 0.0
 #: (:class:`~tuner.carbon.schedule.SavingRisk`). Chosen on one 2020 trace and checked on
 #: the other (benchmarks/carbon_shift.py --choose; docs/carbon.md).
 HISTORY_CONFIDENCE = 0.9
+#: The extra re-checks a history-forecast wait runs at each re-plan (:mod:`tuner.carbon.guard`):
+#: none. Chosen leaving one 2020 trace out (benchmarks/carbon_shift.py --choose-guard;
+#: docs/carbon.md): on FR every guard lowered the mean saving and none lifted the worst day.
+HISTORY_GUARD: WaitGuard | None = None
+#: How often a gate on a history forecast re-plans (and so re-checks a wait): hourly, the
+#: cadence ``benchmarks/carbon_shift.py`` replays, so the figures are those of the live gate.
+HISTORY_REPLAN = timedelta(hours=1)
 #: Past days on which the forecast's error is measured, at the same time of day.
 BACKTEST_DAYS = 28
 DAY = pd.Timedelta(days=1)

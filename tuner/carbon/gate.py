@@ -17,9 +17,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import pandas as pd
 from ray.tune.search import Searcher
 
 from tuner.carbon.base import IntensityProvider
+from tuner.carbon.guard import WaitGuard, forecast_miss, stop_reason
 from tuner.carbon.schedule import SchedulePolicy, StartPlan, plan_start
 from tuner.result import duration_text
 
@@ -79,6 +81,7 @@ class CarbonGate(Searcher):
             replan_every=timedelta(minutes=15),  # re-query the provider at most this often
             notify=None,                # or a callable taking console lines (the study prints them)
             notify_every=timedelta(seconds=60),  # a progress line this often while waiting
+            guard=None,                 # or a WaitGuard: re-checks a wait under way (tuner.carbon.guard)
         )
 
     For a provider without a forecast API, pass ``HistoryForecast(provider)`` and
@@ -105,6 +108,7 @@ class CarbonGate(Searcher):
         replan_every: timedelta = timedelta(minutes=15),
         notify: Callable[[str], None] | None = None,
         notify_every: timedelta = timedelta(seconds=60),
+        guard: WaitGuard | None = None,
     ) -> None:
         super().__init__(metric=None, mode=None)
         if deadline.tzinfo is None:
@@ -133,6 +137,10 @@ class CarbonGate(Searcher):
         self.released_reason: str | None = None  # set once the deadline ended all waiting
         self._waiting_since: datetime | None = None
         self._wait_reason = ""  # the plan that started the current wait
+        self.guard = guard
+        self._forecast: pd.Series | None = None  # what the latest plan was made on
+        self._wait_forecast: pd.Series | None = None  # ... and the plan that started the wait
+        self._wait_target = math.nan
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True
@@ -149,6 +157,7 @@ class CarbonGate(Searcher):
         if self.policy.kind != "none" and not self._may_launch(now):
             if self._waiting_since is None:
                 self._waiting_since, self._wait_reason = now, self.plan.reason
+                self._wait_forecast, self._wait_target = self._forecast, self.plan.expected_g_per_kwh
                 self._say(now, f"holding trial launches for {duration_text(self._left(now))} "
                                f"(until {self.plan.start:%H:%M} UTC): {self.plan.reason}")
             elif self._said_at is not None and now - self._said_at >= self.notify_every:
@@ -217,12 +226,31 @@ class CarbonGate(Searcher):
                     policy = replace(policy, confidence=confidence)
                 risk = saving_risk(now, self.deadline, work, confidence)
             plan = plan_start(forecast, now, work, self.deadline, policy, risk)
+            self._forecast = forecast.values
+            if self._waiting_since is not None and plan.start > now and self.guard is not None:
+                plan = self._recheck(now, plan)
             return replace(plan, reason=f"{plan.reason} [work: {self.work_basis}]")
         except Exception as exc:  # a study never stops because a carbon source failed
             logger.warning("carbon: no plan from %s (%s: %s); launching without waiting",
                            getattr(self.provider, "name", self.provider), type(exc).__name__, exc)
             return StartPlan(now, math.nan, math.nan, 0.0,
                              f"start now: forecast unavailable ({type(exc).__name__})")
+
+    def _recheck(self, now: datetime, plan: StartPlan) -> StartPlan:
+        """The :class:`~tuner.carbon.guard.WaitGuard` checks on a wait under way that the
+        re-plan would continue: they look at what happened since the wait began."""
+        miss = None
+        if self.guard.divergence is not None and self._wait_forecast is not None:
+            try:
+                observed = self.provider.history(self._waiting_since, now).values
+                miss = forecast_miss(self._wait_forecast, observed, self._waiting_since, now)
+            except Exception as exc:  # no history: this check is skipped, the wait goes on
+                logger.debug("carbon: no history to re-check the wait (%s)", exc)
+        reason = stop_reason(self.guard, target_g=self._wait_target,
+                             now_g=plan.now_g_per_kwh, miss=miss)
+        if reason is None:
+            return plan
+        return StartPlan(now, plan.now_g_per_kwh, plan.now_g_per_kwh, 0.0, reason)
 
     def _end_wait(self, now: datetime) -> None:
         if self._waiting_since is not None:

@@ -40,15 +40,23 @@ def gate_searcher(
     carbon = cfg.carbon
     if carbon.policy == "none":
         return searcher
-    from tuner.carbon.forecast import HISTORY_MIN_SAVING, HistoryForecast
+    from tuner.carbon.forecast import (
+        HISTORY_GUARD,
+        HISTORY_MIN_SAVING,
+        HISTORY_REPLAN,
+        HistoryForecast,
+    )
     from tuner.carbon.gate import CarbonGate
     from tuner.carbon.schedule import SchedulePolicy
 
-    min_saving, confidence = carbon.min_saving, None
+    min_saving, confidence, guard = carbon.min_saving, None, None
+    replan = timedelta(minutes=15)  # CarbonGate's default
     if carbon.forecast == "history":
         provider = HistoryForecast(provider)
         min_saving = max(min_saving, HISTORY_MIN_SAVING)
         confidence = carbon.confidence
+        guard = HISTORY_GUARD  # extra re-checks of a wait under way (none by default)
+        replan = HISTORY_REPLAN  # as benchmarks/carbon_shift.py replays it
     policy = SchedulePolicy(
         "threshold" if carbon.policy == "pause-resume" else carbon.policy,  # type: ignore[arg-type]
         level_g_per_kwh=carbon.threshold_g_per_kwh,
@@ -68,6 +76,8 @@ def gate_searcher(
         assumed_work=assumed,
         assumed_basis=basis,
         notify=notify,
+        guard=guard,
+        replan_every=replan,
     )
 
 
