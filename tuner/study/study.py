@@ -35,6 +35,7 @@ from tuner.study.preflight import check_cluster, check_output_dir
 from tuner.study.record import TrialRecord
 from tuner.study.signals import ending_on_signals
 from tuner.tracking import drop_partial_child, open_tracker
+from tuner.tracking.sync import StudySync, restore_study, store_inside
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -94,6 +95,8 @@ class Study:
         self.param_names = list(cfg.search_space)
         self.lock: StudyLock | None = None  # one live driver per study, held from open() to the end of run()
         self.zone_providers: dict[str, Any] = {}  # carbon.zones' providers, set by open()
+        # the study's files copied to its MLflow run, so a new machine can resume it
+        self.sync = StudySync(cfg.tracking_uri, str(state.get("mlflow_run_id") or ""), files.directory)
 
     @property
     def resumed(self) -> bool:
@@ -111,6 +114,8 @@ class Study:
         protect_study(cfg.tracking_uri)
         files = StudyFiles(cfg.resolved_output_dir)
         check_output_dir(files.directory, resume)
+        if resume and not files.state.exists():
+            _restore_from_mlflow(cfg, files)  # a new machine: the books come back from the study's MLflow run
         previous = _previous_study(cfg, files, resume)
         check_cluster(cfg)  # the address answers and a trial fits: before any file or MLflow run exists
         objective = shippable_objective(cfg)
@@ -127,6 +132,7 @@ class Study:
             raise
         study.lock = lock
         study.zone_providers = zones
+        study.sync.push()  # MLflow has the study from its start (or its resume) on
         return study
 
     @classmethod
@@ -195,6 +201,7 @@ class Study:
                 finish_reason = study_finish_reason(ledger, gate.finish_reason, cfg.max_trials)
             result = self._finish(carbon, finish_reason)
         finally:
+            self.sync.push()  # the final books, however the run ended
             if self.lock is not None:
                 self.lock.release()
         if result.over_budget:
@@ -226,16 +233,20 @@ class Study:
         return int(pareto_mask(metric, [r.energy_kwh for r in done], self.config.mode).sum())
 
     def save_ledger(self) -> None:
+        """The ledger as running trials report energy; copied to MLflow every ``SYNC_EVERY_S``."""
         self.files.write_ledger(self.ledger.to_json())
+        self.sync.maybe_push()
 
     def persist(self) -> None:
         """After every finished trial: the ledger first (it holds the MLflow run id just
-        logged), then the optimiser (a resume reconciles it with the ledger), then the table."""
-        self.save_ledger()
+        logged), then the optimiser (a resume reconciles it with the ledger), then the table,
+        then (every ``SYNC_EVERY_S`` at most) the copy in MLflow."""
+        self.files.write_ledger(self.ledger.to_json())
         start = time.process_time()
         self.searcher.save_state(self.files.searcher)
         self.searcher.cpu_seconds += time.process_time() - start  # the optimiser's upkeep is overhead too
         self.files.write_trials(self.table())
+        self.sync.maybe_push()
 
     # ------------------------------------------------------------------ resuming
 
@@ -406,6 +417,18 @@ def _previous_study(cfg: StudyConfig, files: StudyFiles, resume: bool) -> dict[s
             "a resumed study must search the same space for the same objective"
         )
     return state
+
+
+def _restore_from_mlflow(cfg: StudyConfig, files: StudyFiles) -> None:
+    """``--resume`` with no study in ``output_dir``: pull its books from its MLflow run.
+
+    Only when the MLflow store is not itself in ``output_dir`` (then there is nothing to
+    pull, and the resume refuses as before).
+    """
+    if store_inside(cfg.tracking_uri, files.directory):
+        return
+    run_id = restore_study(cfg.tracking_uri, cfg.study_name, files.directory, cfg.mlflow.experiment)
+    _console(f"[greentune] restored the study's files into {files.directory} from MLflow run {run_id}")
 
 
 def _with_stored_reference(cfg: StudyConfig, previous: dict[str, Any]) -> StudyConfig:
