@@ -1,0 +1,119 @@
+"""``greentune submit`` and ``greentune status`` against a real Ray head with its job server.
+
+The head is a ``ray start --head --include-dashboard true --dashboard-host 127.0.0.1`` of
+its own (tests/local_cluster.py), torn down by the fixture. Everything runs through the
+CLI in subprocesses, as a user would type it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.local_cluster import LocalCluster, free_port
+from tuner.study.files import read_trials_csv
+
+pytestmark = pytest.mark.ray
+REPO = Path(__file__).resolve().parents[1]
+
+_OBJECTIVE = '''\
+import os
+
+# At import, in the job's driver: what of the laptop's folder reached the cluster.
+SHIPPED = set(os.listdir(os.path.dirname(os.path.abspath(__file__))))
+
+
+def objective(params):
+    return {"accuracy": params["x"], "has_env": float(".env" in SHIPPED),
+            "has_runs": float("greentune-runs" in SHIPPED), "has_git": float(".git" in SHIPPED),
+            "has_db": float("mlflow.db" in SHIPPED), "has_study": float("study.yaml" in SHIPPED)}
+'''
+
+
+@pytest.fixture(scope="module")
+def head():
+    with LocalCluster.start(head_cpus=1, dashboard=True) as running:
+        yield running
+    assert not running.pids(), "cluster processes survived teardown"
+
+
+def _greentune(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
+    for name in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI"):
+        env.pop(name, None)
+    return subprocess.run([sys.executable, "-m", "tuner.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _project(root: Path, out: Path, **changes) -> Path:
+    """A user's folder: the study, its objective, and what must never leave the laptop."""
+    root.mkdir(parents=True)
+    (root / "job_objective.py").write_text(_OBJECTIVE)
+    (root / ".env").write_text("MLFLOW_TRACKING_PASSWORD=hunter2\n")
+    (root / "greentune-runs" / "old").mkdir(parents=True)
+    (root / "greentune-runs" / "old" / "ledger.json").write_text("{}")
+    (root / ".git").mkdir()
+    (root / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (root / "mlflow.db").write_bytes(b"SQLite format 3\x00")
+    study = {"name": "submitted", "objective": "job_objective:objective", "metric": "accuracy",
+             "budget_kwh": 1.0, "strategy": "random", "seed": 0, "max_trials": 3, "max_concurrent_trials": 1,
+             "resources_per_trial": {"cpu": 1}, "search_space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+             "output_dir": str(out), **changes}
+    (root / "study.yaml").write_text(yaml.safe_dump(study))
+    return root / "study.yaml"
+
+
+def test_submit_runs_the_study_on_the_cluster_and_status_follows_it_to_the_end(head, tmp_path):
+    out = tmp_path / "out"
+    project = _project(tmp_path / "project", out).parent
+    submitted = _greentune("submit", "study.yaml", "--address", head.dashboard_url, cwd=project)
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = re.search(r"as job (\S+) ", submitted.stdout)[1]
+    assert f"greentune status {job_id} --address {head.dashboard_url} --follow" in submitted.stdout
+
+    followed = _greentune("status", job_id, "--address", head.dashboard_url, "--follow", cwd=tmp_path)
+    assert followed.returncode == 0, followed.stdout[-3000:] + followed.stderr[-3000:]
+    assert "[greentune] trials:" in followed.stdout  # the driver's log, tailed
+    last = followed.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"job {job_id}: SUCCEEDED | trials: 3 done, 0 running, 0 failed | energy ")
+    assert "kWh" in last and "stopped because: max_trials reached" in last
+
+    shown = _greentune("status", job_id, "--address", head.dashboard_url, cwd=tmp_path)
+    assert shown.returncode == 0 and shown.stdout.strip() == last
+
+    trials = read_trials_csv(out / "trials.csv")
+    assert len(trials) == 3 and (trials["status"] == "completed").all()
+    assert (trials["has_study"] == 1).all()  # the working dir was shipped ...
+    for kept_home in ("has_env", "has_runs", "has_git", "has_db"):  # ... without what must stay home
+        assert (trials[kept_home] == 0).all(), kept_home
+    kwh = float(re.search(r"energy (\S+) of", last)[1])
+    assert kwh == pytest.approx(float(f"{trials['energy_kwh'].sum():.3g}"), rel=0.5)
+
+
+def test_a_bad_study_is_refused_here_before_anything_is_submitted(head, tmp_path):
+    from ray.job_submission import JobSubmissionClient
+
+    client = JobSubmissionClient(head.dashboard_url)
+    before = {job.submission_id for job in client.list_jobs()}
+    project = _project(tmp_path / "project", tmp_path / "out", budget_kwh=-1).parent
+    refused = _greentune("submit", "study.yaml", "--address", head.dashboard_url, cwd=project)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert refused.stderr.startswith("greentune: ") and "budget_kwh" in refused.stderr
+
+    outside = _greentune("submit", str(project / "study.yaml"), "--address", head.dashboard_url,
+                         "--working-dir", str(tmp_path / "project" / "greentune-runs"), cwd=project)
+    assert outside.returncode == 2 and "outside the working directory" in outside.stderr
+
+    good = _project(tmp_path / "good", tmp_path / "out").parent
+    nobody = _greentune("submit", "study.yaml", "--address", f"http://127.0.0.1:{free_port()}", cwd=good)
+    assert nobody.returncode == 2 and nobody.stderr.count("\n") == 1, nobody.stderr
+    assert {job.submission_id for job in client.list_jobs()} == before  # nothing reached the cluster
+
+    unknown = _greentune("status", "greentune-nosuchjob", "--address", head.dashboard_url, cwd=tmp_path)
+    assert unknown.returncode == 2 and "no job 'greentune-nosuchjob'" in unknown.stderr
