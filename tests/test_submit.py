@@ -117,3 +117,20 @@ def test_a_bad_study_is_refused_here_before_anything_is_submitted(head, tmp_path
 
     unknown = _greentune("status", "greentune-nosuchjob", "--address", head.dashboard_url, cwd=tmp_path)
     assert unknown.returncode == 2 and "no job 'greentune-nosuchjob'" in unknown.stderr
+
+
+def test_status_of_a_failed_job_names_what_failed_and_a_summary_gives_the_final_kwh():
+    from tuner.jobs import exit_code, parse_progress
+
+    logs = ("Running entrypoint for job j: greentune run study.yaml\nTraceback (most recent call last):\n"
+            "  File \"x\", line 5\nModuleNotFoundError: No module named 'tuner'\n")
+    failed = parse_progress("j", "FAILED", "Job entrypoint command failed with exit code 1, last logs:\n...", logs)
+    assert failed.line() == ("job j: FAILED (Job entrypoint command failed with exit code 1, last logs:) | "
+                             "no trial booked yet | ModuleNotFoundError: No module named 'tuner'")
+    assert exit_code(failed) == 1
+    logs = ("[greentune] trials: 2 done, 1 running, 0 queued, 1 failed | energy 0.5 / 1 kWh (50%) | Pareto front: 1\n"
+            "greentune: warning: something\ntrials: 4 (2 completed, 1 failed, 1 stopped_by_budget)\n"
+            "energy: 0.98 kWh of 1 kWh budget (trials 0.9, tuner overhead 0.08)\nstopped because: energy budget spent\n")
+    done = parse_progress("j", "SUCCEEDED", "", logs)
+    assert done.line() == ("job j: SUCCEEDED | trials: 2 done, 0 running, 1 failed | energy 0.98 of 1 kWh (98%) | "
+                           "stopped because: energy budget spent")

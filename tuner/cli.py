@@ -15,8 +15,8 @@ from tuner.carbon.cli import add_commands as add_carbon_commands
 from tuner.carbon.cli import run as run_carbon
 from tuner.config import ConfigError
 from tuner.energy.cli import add_meter_command
-from tuner.jobs import add_commands as add_job_commands
 from tuner.errors import GreentuneWarning, NoCompletedTrialWarning
+from tuner.jobs import add_commands as add_job_commands
 from tuner.redact import install_log_redaction, redact
 from tuner.reporting.cli import add_report_command, run_report
 

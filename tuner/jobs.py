@@ -47,6 +47,8 @@ PROGRESS = re.compile(r"\[greentune\] trials: (?P<done>\d+) done, (?P<running>\d
 """The driver's progress line (:func:`tuner.study.callback.progress_line`), as it reaches the job log."""
 SUMMARY = re.compile(r"^energy: (?P<kwh>\S+) kWh of (?P<budget>\S+) kWh budget", re.MULTILINE)
 """The energy line of the study's closing summary (:meth:`tuner.TuneResult.summary`): the final figure."""
+SUMMARY_TRIALS = re.compile(r"^trials: \d+ \((?P<counts>[^)]*)\)$", re.MULTILINE)
+"""The summary's trial line, ``trials: 4 (2 completed, 1 failed, 1 stopped_by_budget)``."""
 _ENDINGS = ("stopped because", "OVER BUDGET", "NO TRIAL COMPLETED", "greentune: ")
 _NOT_ENDINGS = ("greentune: warning:", "greentune: note:")
 _FINAL_EXIT = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 130}
@@ -149,17 +151,25 @@ def parse_progress(job_id: str, status: str, message: str, logs: str) -> JobProg
         if text.startswith(_ENDINGS) and not text.startswith(_NOT_ENDINGS):
             finish = text[:300]
             break
+    if finish is None and status == "FAILED":  # e.g. a traceback: its last line says what failed
+        tail = [line.strip() for line in logs.splitlines() if line.strip() and " INFO " not in line]
+        finish = tail[-1][:300] if tail else None
     # Ray's message repeats the log's tail when a job fails: its first line is enough
-    message = "" if status == "SUCCEEDED" else (message.strip().splitlines() or [""])[0][:200]
+    message = "" if status in ("SUCCEEDED", "RUNNING") else (message.strip().splitlines() or [""])[0][:200]
     if not found:
         return JobProgress(job_id, status, message, finish=finish)
     last = found[-1]
+    done, running, failed = int(last["done"]), int(last["running"]), int(last["failed"])
     kwh, budget = float(last["kwh"]), float(last["budget"])
     summary = [m for m in SUMMARY.finditer(logs) if m.start() > last.start()]
     if summary:  # the closing summary's energy: after the last trial, with the overhead
         kwh, budget = float(summary[-1]["kwh"]), float(summary[-1]["budget"])
-    return JobProgress(job_id, status, message, done=int(last["done"]), running=int(last["running"]),
-                       failed=int(last["failed"]), kwh=kwh, budget_kwh=budget, finish=finish)
+    counts = [m for m in SUMMARY_TRIALS.finditer(logs) if m.start() > last.start()]
+    if counts:  # and its final count of trials by status: none is running any more
+        by_status = {name: int(n) for n, name in re.findall(r"(\d+) (\w+)", counts[-1]["counts"])}
+        done, running, failed = by_status.get("completed", 0), 0, by_status.get("failed", 0)
+    return JobProgress(job_id, status, message, done=done, running=running, failed=failed, kwh=kwh,
+                       budget_kwh=budget, finish=finish)
 
 
 def follow_job(job_id: str, address: str | None = None, out: Any = None) -> JobProgress:

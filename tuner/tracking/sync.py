@@ -243,8 +243,11 @@ def _safe(uri: str) -> str:
 
 
 def _short(exc: BaseException) -> str:
+    """The first line of an error, secrets masked: MLflow's errors quote the URL, password included."""
+    from tuner.redact import redact
+
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:300]
+    return redact(text)[:300]
 
 
 __all__ = ["SYNC_DIR", "SYNC_EVERY_S", "SYNC_TAG", "StudySync", "find_study_run", "pull_study", "restore_study",
