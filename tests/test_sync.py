@@ -27,7 +27,7 @@ from tuner.tracking.sync import SYNC_DIR, SYNC_TAG, StudySync, pull_study
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[1]
-GRID_POINTS = 6
+GRID_POINTS = 4
 # the driver under test copies its files every second (the default is SYNC_EVERY_S = 10)
 _DRIVER = ("import sys, tuner.tracking.sync as s; s.SYNC_EVERY_S = 1.0; from tuner.cli import main; "
            "sys.exit(main(sys.argv[1:]))")
@@ -197,3 +197,17 @@ def test_nothing_is_synced_when_the_mlflow_store_is_inside_the_output_dir(tmp_pa
     out = tmp_path / "out"
     assert not StudySync(f"sqlite:///{out / 'mlflow.db'}", "0" * 32, out).enabled
     assert StudySync(f"sqlite:///{tmp_path / 'elsewhere.db'}", "0" * 32, out).enabled
+
+
+def test_resume_with_no_study_and_no_mlflow_copy_is_one_clear_refusal(mlflow_server, tmp_path):
+    import tuner
+    from tuner.config import ConfigError
+
+    config = {"name": "nowhere", "objective": "tests.objectives_for_tests:quadratic", "budget_kwh": 1.0,
+              "output_dir": tmp_path / "out", "search_space": {"x": {"type": "float", "low": 0.0, "high": 1.0}}}
+    for uri, why in ((mlflow_server.uri, "no synced study named 'nowhere'"),
+                     (f"http://127.0.0.1:{free_port()}", "could not be asked for a copy")):
+        with pytest.raises(ConfigError, match="nothing to resume") as refused:
+            tuner.tune({**config, "mlflow": {"tracking_uri": uri}}, resume=True, progress=False)
+        assert why in str(refused.value)
+    assert not (tmp_path / "out").exists()

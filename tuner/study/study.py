@@ -21,7 +21,7 @@ from tuner.config import ConfigError, StudyConfig, config_dump, load_config
 from tuner.energy import driver_watts_per_core
 from tuner.errors import BudgetWarning, NoCompletedTrialWarning, OutputWriteError
 from tuner.pareto import pareto_mask
-from tuner.redact import protect_study
+from tuner.redact import protect_study, redact
 from tuner.result import TuneResult
 from tuner.search import make_searcher
 from tuner.search.ax_searcher import quiet_ax_logging
@@ -427,7 +427,15 @@ def _restore_from_mlflow(cfg: StudyConfig, files: StudyFiles) -> None:
     """
     if store_inside(cfg.tracking_uri, files.directory):
         return
-    run_id = restore_study(cfg.tracking_uri, cfg.study_name, files.directory, cfg.mlflow.experiment)
+    out = files.directory
+    try:
+        run_id = restore_study(cfg.tracking_uri, cfg.study_name, out, cfg.mlflow.experiment)
+    except ConfigError as exc:
+        raise ConfigError(f"nothing to resume: '{out}' holds no study ({files.state.name} missing), and {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - MLflow unreachable: the resume cannot go on, and says why
+        raise ConfigError(redact(f"nothing to resume: '{out}' holds no study ({files.state.name} missing), and "
+                                 f"MLflow at {cfg.tracking_uri} could not be asked for a copy: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")) from None
     _console(f"[greentune] restored the study's files into {files.directory} from MLflow run {run_id}")
 
 

@@ -12,7 +12,8 @@ back first (:func:`restore_study`), as ``greentune pull`` does by hand.
 Two rules keep the books: a failed upload is a warning, never an error (the local files
 are whole either way, and the next upload carries everything); and a pull never
 replaces a file that exists locally, so a newer local ledger always wins.
-When the MLflow store itself lives in ``output_dir`` (the default SQLite store) a copy
+When the MLflow store or its artifacts live in ``output_dir`` (the default SQLite store;
+any local store, whose artifacts greentune keeps in ``output_dir/mlartifacts``) a copy
 there would die with the original, so nothing is synced.
 """
 
@@ -82,7 +83,7 @@ class StudySync:
         self._last_push = time.monotonic()
         try:
             with fail_fast():
-                self._upload()
+                copied = self._upload()
         except Exception as exc:  # noqa: BLE001 - the local files are whole; a later upload carries all
             if not self._failing:
                 logger.warning("could not copy the study's files to MLflow run %s (%s); they are whole in %s, "
@@ -94,20 +95,21 @@ class StudySync:
             logger.warning("the study's files reached MLflow run %s again", self.run_id)
         self._failing = False
         self._retry_in = self.every_s
-        self.pushes += 1
-        return True
+        self.pushes += copied
+        return copied
 
-    def _upload(self) -> None:
+    def _upload(self) -> bool:
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=self.tracking_uri)
         if not self._artifacts_checked:
+            inside = store_inside(client.get_run(self.run_id).info.artifact_uri, self.directory)
             self._artifacts_checked = True
-            if store_inside(client.get_run(self.run_id).info.artifact_uri, self.directory):
-                self.enabled = False  # the artifacts would die with the output directory
+            if inside:  # a local store: greentune keeps its artifacts in output_dir/mlartifacts
+                self.enabled = False  # a copy there would die with the output directory
                 logger.info("the study's MLflow artifacts are in %s itself; its files are not copied there",
                             self.directory)
-                return
+                return False
         with tempfile.TemporaryDirectory(prefix="greentune-sync-") as tmp:
             snapshot = Path(tmp)
             present = [name for name in SYNCED_FILES if (self.directory / name).is_file()]
@@ -116,6 +118,7 @@ class StudySync:
             for name in present:  # one at a time, in SYNCED_FILES order
                 client.log_artifact(self.run_id, str(snapshot / name), SYNC_DIR)
         client.set_tag(self.run_id, SYNC_TAG, f"{time.time():.3f}")
+        return True
 
 
 def find_study_run(tracking_uri: str, study_name: str, experiment: str | None = None) -> str:
