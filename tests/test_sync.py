@@ -211,3 +211,29 @@ def test_resume_with_no_study_and_no_mlflow_copy_is_one_clear_refusal(mlflow_ser
             tuner.tune({**config, "mlflow": {"tracking_uri": uri}}, resume=True, progress=False)
         assert why in str(refused.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_trial_that_ended_after_the_last_copy_is_tagged_and_named_not_counted(mlflow_server, tmp_path, caplog):
+    from tuner.tracking.sync import restore_study
+
+    uri = mlflow_server.uri
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = client.create_experiment("greentune-late")
+    run_id = client.create_run(experiment_id, run_name="late", tags={"greentune.kind": "study"}).info.run_id
+    first = tmp_path / "first"
+    first.mkdir()
+    (first / "study.json").write_text(json.dumps({"name": "late", "mlflow_run_id": run_id}))
+    (first / "ledger.json").write_text(json.dumps({"entries": [{"trial_id": "a"}], "overhead_kwh": 0.0}))
+    assert StudySync(uri, run_id, first).push()
+    children = {}
+    for trial_id, kwh in (("a", 0.25), ("b", 0.5)):  # b ended after the copy: the dead driver logged it only
+        child = client.create_run(experiment_id, tags={"mlflow.parentRunId": run_id, "greentune.trial_id": trial_id})
+        client.log_metric(child.info.run_id, "energy_kwh", kwh)
+        children[trial_id] = child.info.run_id
+
+    with caplog.at_level(logging.WARNING, logger="tuner"):
+        assert restore_study(uri, "late", tmp_path / "new") == run_id
+    assert "greentune.unbooked" in client.get_run(children["b"]).data.tags
+    assert "greentune.unbooked" not in client.get_run(children["a"]).data.tags
+    assert "1 trial run(s)" in caplog.text and "0.5 kWh" in caplog.text
+    assert json.loads((tmp_path / "new" / "ledger.json").read_text())["entries"] == [{"trial_id": "a"}]
