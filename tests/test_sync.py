@@ -150,7 +150,9 @@ def _run_with_files(uri: str, directory: Path) -> str:
     return run_id
 
 
-def test_a_pull_keeps_a_newer_local_ledger_and_fills_in_the_rest(mlflow_server, tmp_path):
+def test_a_pull_keeps_a_newer_local_ledger_and_fills_in_the_rest(mlflow_server, tmp_path, capsys):
+    from tuner.cli import main
+
     uri = mlflow_server.uri
     run_id = _run_with_files(uri, tmp_path / "first")
     assert StudySync(uri, run_id, tmp_path / "first").push()
@@ -161,21 +163,16 @@ def test_a_pull_keeps_a_newer_local_ledger_and_fills_in_the_rest(mlflow_server, 
     here.mkdir()
     newer = json.dumps({"entries": [{"trial_id": "a"}, {"trial_id": "b"}], "overhead_kwh": 0.1})
     (here / "ledger.json").write_text(newer)
-    done = subprocess.run([sys.executable, "-m", "tuner.cli", "pull", run_id, "--output-dir", str(here),
-                           "--tracking-uri", uri], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert done.returncode == 0, done.stderr
-    assert "kept the local ledger.json" in done.stdout
+    assert main(["pull", run_id, "--output-dir", str(here), "--tracking-uri", uri]) == 0
+    assert "kept the local ledger.json" in capsys.readouterr().out
     assert (here / "ledger.json").read_text() == newer  # never replaced by the older copy
     assert json.loads((here / "study.json").read_text())["mlflow_run_id"] == run_id
     assert (here / "trials.csv").read_text() == "trial_id,status\na,completed\n"
 
     # by the study's name, and a name MLflow does not know: one line, exit 2
-    done = subprocess.run([sys.executable, "-m", "tuner.cli", "pull", "nosuchstudy", "--output-dir",
-                           str(tmp_path / "none"), "--tracking-uri", uri], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert done.returncode == 2 and done.stderr.count("\n") == 1
-    assert "no synced study named 'nosuchstudy'" in done.stderr
+    assert main(["pull", "nosuchstudy", "--output-dir", str(tmp_path / "none"), "--tracking-uri", uri]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no synced study named 'nosuchstudy'" in err
     assert not (tmp_path / "none").exists()
 
 
