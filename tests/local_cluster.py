@@ -60,16 +60,15 @@ def _ray_bin() -> str:
 
 def _node_ports() -> list[str]:
     """Explicit ports for every listener, so nodes never collide with each other or other sessions."""
+    names = ("node-manager", "object-manager", "dashboard-agent-listen", "dashboard-agent-grpc", "runtime-env-agent",
+             "metrics-export")
+    ports = {name: free_port() for name in names}
+    # Worker ports: a small range near a free port (the OS rarely hands out neighbours),
+    # clear of the ports above (Ray refuses a node whose ports overlap).
     low = free_port()
-    args = [
-        f"--node-manager-port={free_port()}",
-        f"--object-manager-port={free_port()}",
-        f"--dashboard-agent-listen-port={free_port()}",
-        f"--dashboard-agent-grpc-port={free_port()}",
-        f"--runtime-env-agent-port={free_port()}",
-        f"--metrics-export-port={free_port()}",
-    ]
-    # Worker ports: a small range near a free port (the OS rarely hands out neighbours).
+    while any(low <= port <= low + 40 for port in ports.values()):
+        low = free_port()
+    args = [f"--{name}-port={port}" for name, port in ports.items()]
     return args + [f"--min-worker-port={low}", f"--max-worker-port={min(low + 40, 65535)}"]
 
 

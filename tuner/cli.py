@@ -1,4 +1,5 @@
-"""``greentune`` command line: run a study, rebuild its report, meter a command, plan for carbon."""
+"""``greentune`` command line: run a study (here, or on a cluster with ``submit``), follow it,
+rebuild its report, restore its files, meter a command, plan for carbon."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tuner.carbon.cli import run as run_carbon
 from tuner.config import ConfigError
 from tuner.energy.cli import add_meter_command
 from tuner.errors import GreentuneWarning, NoCompletedTrialWarning
+from tuner.jobs import add_commands as add_job_commands
 from tuner.redact import install_log_redaction, redact
 from tuner.reporting.cli import add_report_command, run_report
 
@@ -63,6 +65,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     flush.add_argument("output_dir", help="the study's output directory")
     flush.set_defaults(handler=_flush)
+    pull = commands.add_parser(
+        "pull", help="restore a study's files from its MLflow run (to resume it on another machine)",
+        description="Download the files a study copied to its MLflow parent run (study/ in its artifacts) into "
+                    "OUTPUT_DIR. A file already in OUTPUT_DIR is kept: the local books win. `greentune run STUDY "
+                    "--resume` does this by itself when its output_dir holds no study.",
+        epilog="exit codes: 0 restored; 2 nothing to restore (no such study or run, no synced files)",
+    )
+    pull.add_argument("study", help="the study's name, or its MLflow parent run id")
+    pull.add_argument("--output-dir", required=True, help="where to put the study's files")
+    pull.add_argument("--tracking-uri", help="the MLflow tracking URI (default: MLFLOW_TRACKING_URI)")
+    pull.add_argument("--experiment", help="the study's MLflow experiment (default: greentune-<name>)")
+    pull.set_defaults(handler=_pull)
+    add_job_commands(commands)  # submit and status, with their handlers
     args = parser.parse_args(argv)
     install_log_redaction()
     return args.handler(args)
@@ -170,6 +185,37 @@ def _flush(args: argparse.Namespace) -> int:
         return 1
     print(f"flushed {written} record(s) to MLflow; {left} still queued")
     return 1 if left else 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    """Exit 0 when the files are in place, 2 when MLflow has none to give."""
+    import os
+    import re
+    from pathlib import Path
+
+    from tuner.tracking.sync import find_study_run, pull_study
+
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        print("greentune: pull needs --tracking-uri or MLFLOW_TRACKING_URI (where the study's MLflow run is)",
+              file=sys.stderr)
+        return 2
+    out = Path(args.output_dir).expanduser().resolve()
+    try:
+        run_id = args.study if re.fullmatch(r"[0-9a-f]{32}", args.study) else \
+            find_study_run(uri, args.study, args.experiment)
+        written = pull_study(uri, run_id, out)
+    except ConfigError as exc:
+        print(f"greentune: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - MLflow unreachable: one line, nothing written
+        print(f"greentune: could not read MLflow at {redact(uri)}: {one_line(exc)[:300]}", file=sys.stderr)
+        return 2
+    kept = [name for name in ("study.json", "ledger.json", "searcher.json", "trials.csv")
+            if name not in written and (out / name).exists()]
+    print(f"restored {', '.join(written) or 'nothing'} into {out} from MLflow run {run_id}"
+          + (f"; kept the local {', '.join(kept)}" if kept else ""))
+    return 0
 
 
 if __name__ == "__main__":

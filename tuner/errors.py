@@ -41,6 +41,10 @@ class TrackingUnavailable(GreentuneError, RuntimeError):
     """The tracking server could not be reached when the study started (no energy spent yet)."""
 
 
+class JobServerUnavailable(GreentuneError, ConnectionError):
+    """``greentune submit``/``status`` found no Ray job server at the address (nothing was submitted)."""
+
+
 class PowerLimitError(GreentuneError, RuntimeError):
     """The power limit cannot be applied here (no NVML, no privileges, out of range)."""
 

@@ -21,7 +21,7 @@ from tuner.config import ConfigError, StudyConfig, config_dump, load_config
 from tuner.energy import driver_watts_per_core
 from tuner.errors import BudgetWarning, NoCompletedTrialWarning, OutputWriteError
 from tuner.pareto import pareto_mask
-from tuner.redact import protect_study
+from tuner.redact import protect_study, redact
 from tuner.result import TuneResult
 from tuner.search import make_searcher
 from tuner.search.ax_searcher import quiet_ax_logging
@@ -36,7 +36,8 @@ from tuner.study.record import TrialRecord
 from tuner.study.signals import ending_on_signals
 from tuner.study.spool import SPOOL_DIR, read_last_words
 from tuner.study.spool import clear as clear_spool
-from tuner.tracking import drop_partial_child, open_tracker
+from tuner.tracking import close_unbooked_children, drop_partial_child, open_tracker
+from tuner.tracking.sync import StudySync, restore_study, store_inside
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -96,6 +97,8 @@ class Study:
         self.param_names = list(cfg.search_space)
         self.lock: StudyLock | None = None  # one live driver per study, held from open() to the end of run()
         self.zone_providers: dict[str, Any] = {}  # carbon.zones' providers, set by open()
+        # the study's files copied to its MLflow run, so a new machine can resume it
+        self.sync = StudySync(cfg.tracking_uri, str(state.get("mlflow_run_id") or ""), files.directory)
 
     @property
     def resumed(self) -> bool:
@@ -113,6 +116,8 @@ class Study:
         protect_study(cfg.tracking_uri)
         files = StudyFiles(cfg.resolved_output_dir)
         check_output_dir(files.directory, resume)
+        if resume and not files.state.exists():
+            _restore_from_mlflow(cfg, files)  # a new machine: the books come back from the study's MLflow run
         previous = _previous_study(cfg, files, resume)
         check_cluster(cfg)  # the address answers and a trial fits: before any file or MLflow run exists
         objective = shippable_objective(cfg)
@@ -129,6 +134,7 @@ class Study:
             raise
         study.lock = lock
         study.zone_providers = zones
+        study.sync.push()  # MLflow has the study from its start (or its resume) on
         return study
 
     @classmethod
@@ -191,6 +197,7 @@ class Study:
                 finish_reason = study_finish_reason(ledger, gate.finish_reason, cfg.max_trials)
             result = self._finish(carbon, finish_reason)
         finally:
+            self.sync.push()  # the final books, however the run ended
             if self.lock is not None:
                 self.lock.release()
         if result.over_budget:
@@ -240,8 +247,10 @@ class Study:
         return int(pareto_mask(metric, [r.energy_kwh for r in done], self.config.mode).sum())
 
     def save_ledger(self) -> None:
+        """The ledger as running trials report energy; copied to MLflow every ``SYNC_EVERY_S``."""
         self._ensure_directory()
         self.files.write_ledger(self.ledger.to_json())
+        self.sync.maybe_push()
 
     def _ensure_directory(self) -> None:
         """Recreate the output directory if it was deleted while the study runs.
@@ -263,12 +272,15 @@ class Study:
 
     def persist(self) -> None:
         """After every finished trial: the ledger first (it holds the MLflow run id just
-        logged), then the optimiser (a resume reconciles it with the ledger), then the table."""
-        self.save_ledger()
+        logged), then the optimiser (a resume reconciles it with the ledger), then the table,
+        then (every ``SYNC_EVERY_S`` at most) the copy in MLflow."""
+        self._ensure_directory()
+        self.files.write_ledger(self.ledger.to_json())
         start = time.process_time()
         self.searcher.save_state(self.files.searcher)
         self.searcher.cpu_seconds += time.process_time() - start  # the optimiser's upkeep is overhead too
         self.files.write_trials(self.table())
+        self.sync.maybe_push()
 
     # ------------------------------------------------------------------ resuming
 
@@ -281,6 +293,15 @@ class Study:
                 except Exception as exc:  # noqa: BLE001 - MLflow down: the queue takes the record
                     logger.warning("could not check MLflow for an earlier run of trial %s: %s", record.trial_id, exc)
                 callback.record(record)
+        try:
+            unbooked = close_unbooked_children(self.tracker, {record.trial_id for record in self.ledger})
+        except Exception as exc:  # noqa: BLE001 - MLflow down: the runs stay open, the books are right
+            logger.warning("could not check MLflow for runs of trials the books never held: %s", exc)
+        else:
+            if unbooked:
+                logger.warning("%d trial run(s) in MLflow started after the dead driver's last save and are in no "
+                               "books (%s): ended as KILLED and tagged greentune.unbooked", len(unbooked),
+                               ", ".join(unbooked))
         if progress:
             counts = self.ledger.counts()
             print(f"[greentune] resuming: {counts.get('completed', 0)} trials completed, "
@@ -446,6 +467,26 @@ def _previous_study(cfg: StudyConfig, files: StudyFiles, resume: bool) -> dict[s
             "a resumed study must search the same space for the same objective"
         )
     return state
+
+
+def _restore_from_mlflow(cfg: StudyConfig, files: StudyFiles) -> None:
+    """``--resume`` with no study in ``output_dir``: pull its books from its MLflow run.
+
+    Only when the MLflow store is not itself in ``output_dir`` (then there is nothing to
+    pull, and the resume refuses as before).
+    """
+    if store_inside(cfg.tracking_uri, files.directory):
+        return
+    out = files.directory
+    try:
+        run_id = restore_study(cfg.tracking_uri, cfg.study_name, out, cfg.mlflow.experiment)
+    except ConfigError as exc:
+        raise ConfigError(f"nothing to resume: '{out}' holds no study ({files.state.name} missing), and {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - MLflow unreachable: the resume cannot go on, and says why
+        raise ConfigError(redact(f"nothing to resume: '{out}' holds no study ({files.state.name} missing), and "
+                                 f"MLflow at {cfg.tracking_uri} could not be asked for a copy: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")) from None
+    _console(f"[greentune] restored the study's files into {files.directory} from MLflow run {run_id}")
 
 
 def _with_stored_reference(cfg: StudyConfig, previous: dict[str, Any]) -> StudyConfig:

@@ -5,9 +5,11 @@ from tuner.tracking.mlflow import StudyTracker
 from tuner.tracking.queue import (
     QUEUE_FILE,
     QueuedTracker,
+    close_unbooked_children,
     drop_partial_child,
     flush_output_dir,
     open_tracker,
 )
 
-__all__ = ["QUEUE_FILE", "QueuedTracker", "StudyTracker", "drop_partial_child", "flush_output_dir", "open_tracker"]
+__all__ = ["QUEUE_FILE", "QueuedTracker", "StudyTracker", "close_unbooked_children", "drop_partial_child",
+           "flush_output_dir", "open_tracker"]

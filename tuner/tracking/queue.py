@@ -299,6 +299,31 @@ def drop_partial_child(tracker: StudyTracker, trial_id: str) -> None:
         tracker.client.delete_run(run.info.run_id)
 
 
+UNBOOKED_TAG = "greentune.unbooked"
+
+
+def close_unbooked_children(tracker: StudyTracker, booked: set[str]) -> list[str]:
+    """End the child runs a dead driver opened for trials its books never held.
+
+    A trial's run opens when it starts; one that started after the driver's last save of
+    ``ledger.json`` and wrote no last word (:mod:`tuner.study.spool`) is in no ledger. Its
+    run would stay RUNNING for good: it is ended as KILLED and tagged, not deleted, since
+    the energy it logged was spent. Returns the trial ids.
+    """
+    runs = tracker.client.search_runs(
+        [tracker.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{tracker.run_id}'")
+    closed = []
+    for run in runs:
+        trial_id = run.data.tags.get("greentune.trial_id")
+        if trial_id is None or trial_id in booked:
+            continue
+        tracker.client.set_tag(run.info.run_id, UNBOOKED_TAG, "started after the dead driver's last save; not in the books")
+        if run.info.status == "RUNNING":
+            tracker.client.set_terminated(run.info.run_id, status="KILLED")
+        closed.append(trial_id)
+    return closed
+
+
 def _entry(data: dict[str, Any]) -> TrialRecord:
     from tuner.study.record import TrialRecord
 
