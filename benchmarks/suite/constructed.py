@@ -168,6 +168,8 @@ def binary_infeasible(seed: int = 0) -> Constructed:
         c = np.stack([np.searchsorted(["x", "y", "z"], X[n].astype(str)) for n in choices], axis=1)
         return b, c
 
+    centre = -1.0 + cost.sum() / 2 + c_cost.mean(axis=1).sum()  # the space's mean log10 kWh: a constant
+
     def raw(X: Arrays) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         b, c = index(X)
         log_kwh = -1.0 + b @ cost + sum(c_cost[j, c[:, j]] for j in range(3))
@@ -175,7 +177,7 @@ def binary_infeasible(seed: int = 0) -> Constructed:
         acc = 0.45 + 0.5 * (1 - np.exp(-1.5 * np.maximum(score + 0.2, 0)))
         number = (b @ (2 ** np.arange(10))) * 27 + c @ np.array([9, 3, 1])
         # infeasibility: cheap configurations, a rule (c0 = x without b3), and luck
-        risk = -2.0 * (log_kwh - log_kwh.mean()) / 0.5 + 1.5 * ((c[:, 0] == 0) & ~b[:, 3]) + 1.0 * luck[number]
+        risk = -2.0 * (log_kwh - centre) / 0.5 + 1.5 * ((c[:, 0] == 0) & ~b[:, 3]) + 1.0 * luck[number]
         return acc, 10 ** log_kwh, risk
 
     everything = _product({n: p.values for n, p in space.items()})
