@@ -115,3 +115,28 @@ def test_tune_tries_what_the_ask_tell_driver_tries(ray_session, tmp_path: Path, 
     assert list(theirs["energy_kwh"]) == pytest.approx([r.kwh for r in ours.records])
     hv_tune = problem.hv_fraction([dict(zip(("batch_size", "power_limit", "epochs"), t, strict=True)) for t in tried])
     assert math.isclose(hv_tune, problem.hv_fraction([r.ran for r in ours.records]))
+
+
+def test_measures_read_the_curves_at_each_budget_and_the_first_time_past_95_percent():
+    from benchmarks.suite import summary
+
+    line = {"hv": [0.5, 0.8, 0.96, 0.97], "spent": [0.004, 0.015, 0.03, 0.07], "seconds": [1, 2, 3, 4],
+            "failed": 1, "distinct": 3, "trials": 4}
+    m = summary.measures(line)
+    assert (m["hv@1%"], m["hv@2%"], m["hv@5%"]) == (0.5, 0.8, 0.96)
+    assert m["kwh95"] == pytest.approx(3.0) and m["wall95"] == 3
+    assert m["failed"] == 25 and m["distinct"] == 75
+    assert summary.measures({**line, "hv": [0.5, 0.6, 0.7, 0.8]})["kwh95"] is None
+
+
+def test_bo_is_held_to_the_best_other_strategy_on_each_problem():
+    from benchmarks.suite import summary
+
+    def line(problem: str, strategy: str, hv: float) -> dict[str, Any]:
+        return {"problem": problem, "strategy": strategy, "seed": 0, "concurrency": 1, "hv": [hv],
+                "spent": [0.005], "seconds": [1.0], "failed": 0, "distinct": 1, "trials": 1}
+
+    lines = [line("a", "bo", 0.9), line("a", "random", 0.5), line("a", "tpe", 0.95),
+             line("b", "bo", 0.9), line("b", "random", 0.895), line("c", "bo", 0.9), line("c", "tpe", 0.7)]
+    row = next(r for r in summary.versus_best_peer(lines).splitlines() if r.startswith("| hv@1%"))
+    assert "| 1 / 1 / 1 |" in row  # c won, b tied (within 0.01), a lost to tpe
