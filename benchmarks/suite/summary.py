@@ -40,10 +40,14 @@ def measures(line: dict[str, Any]) -> dict[str, Any]:
 
 
 def read(paths: Iterable[Path]) -> list[dict[str, Any]]:
-    lines = []
+    """Every run in these files; a run found twice (a sweep restarted) counts once, the later one."""
+    runs: dict[tuple, dict[str, Any]] = {}
     for path in paths:
-        lines += [json.loads(t) for t in Path(path).read_text().splitlines() if t.strip()]
-    return lines
+        for text in Path(path).read_text().splitlines():
+            if text.strip():
+                line = json.loads(text)
+                runs[(line["problem"], line["strategy"], line["seed"], line["concurrency"])] = line
+    return list(runs.values())
 
 
 def _median(values: list[float | None]) -> float | None:
