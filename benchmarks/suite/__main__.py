@@ -115,6 +115,8 @@ def one(problem: problems.Problem, name: str, seed: int, budget: float, max_tria
 def print_summary(lines: list[dict[str, Any]]) -> None:
     print(summary.problem_table(lines))
     print()
+    print(summary.compact_table(lines))
+    print()
     print(summary.versus_best_peer(lines))
     table = summary.concurrency_table(lines)
     if table:

@@ -269,6 +269,7 @@ class Smac(Strategy):
     """
 
     def __init__(self, name: str, problem: Problem, seed: int, max_trials: int) -> None:
+        """A crashed trial is told as ``CRASHED`` at (accuracy 0, its kWh): finite, as ParEGO needs."""
         from ConfigSpace import (
             Categorical,
             ConfigurationSpace,
@@ -323,7 +324,9 @@ class Smac(Strategy):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if evaluation.accuracy is None:
-                self.smac.tell(info, TrialValue(cost=[math.inf, math.inf], status=StatusType.CRASHED))
+                # accuracy 0 at the kWh it spent: ParEGO normalises costs, and an infinite one is NaN there
+                self.smac.tell(info, TrialValue(cost=[0.0, math.log10(max(evaluation.kwh, 1e-12))],
+                                                status=StatusType.CRASHED))
             else:
                 acc, log_kwh = _objectives(evaluation)
                 self.smac.tell(info, TrialValue(cost=[-acc, log_kwh]))

@@ -46,7 +46,9 @@ def read(paths: Iterable[Path]) -> list[dict[str, Any]]:
         for text in Path(path).read_text().splitlines():
             if text.strip():
                 line = json.loads(text)
-                runs[(line["problem"], line["strategy"], line["seed"], line["concurrency"])] = line
+                key = (line["problem"], line["strategy"], line["seed"], line["concurrency"],
+                       line.get("max_trials"), line.get("max_fraction"))
+                runs[key] = line
     return list(runs.values())
 
 
@@ -152,6 +154,8 @@ def concurrency_table(lines: list[dict[str, Any]]) -> str:
             "|" + "---|" * (2 + len(levels) + len(levels) - 1)]
     for problem, strategies in by[1].items():
         for strategy, seeds in strategies.items():
+            if not any(by[k].get(problem, {}).get(strategy) for k in levels if k > 1):
+                continue
             cells, ratios = [], []
             base_k, base_w = _median([s["kwh95"] for s in seeds]), _median([s["wall95"] for s in seeds])
             for k in levels:
@@ -176,4 +180,38 @@ def limits_table(lines: list[dict[str, Any]]) -> str:
             errors[line["strategy"]].add(f"{line['problem']}: {line['error']}")
     rows = [f"- {s}: {text}" for s, text in sorted(said.items())]
     rows += [f"- {s} failed to run on {len(e)} problem(s), e.g. {sorted(e)[0]}" for s, e in sorted(errors.items())]
+    return "\n".join(rows)
+
+
+def compact_table(lines: list[dict[str, Any]], ours: str = "bo") -> str:
+    """One row a problem: ``ours`` against the best other strategy at each budget (medians over seeds).
+
+    The failed share is set beside random's, the issue's yardstick for problems that fail.
+    """
+    rows = ["| problem | seeds (bo / peers) | bo at 1 / 2 / 5 % | bo 95 % at | best other at 1 / 2 / 5 % | "
+            "best other 95 % at | failed %, bo / random |", "|---|---|---|---|---|---|---|"]
+    for problem, strategies in grouped(lines).items():
+        if ours not in strategies:
+            continue
+        others = {s: v for s, v in strategies.items() if s != ours}
+        if not others:
+            continue
+        cells_bo, cells_peer = [], []
+        for b in BUDGETS:
+            key = f"hv@{b:.0%}"
+            med = {s: _median([m[key] for m in seeds]) or 0.0 for s, seeds in others.items()}
+            best = max(med, key=med.get)
+            cells_bo.append(f"{_median([m[key] for m in strategies[ours]]):.3f}")
+            cells_peer.append(f"{med[best]:.3f} ({best})")
+        k95 = {s: _median([m["kwh95"] for m in seeds]) for s, seeds in others.items()}
+        reached = {s: v for s, v in k95.items() if v is not None}
+        best95 = f"{min(reached.values()):.2f} % ({min(reached, key=reached.get)})" if reached else "never"
+        ours95 = _median([m["kwh95"] for m in strategies[ours]])
+        failed = f"{_median([m['failed'] for m in strategies[ours]]):.0f}"
+        if "random" in strategies:
+            failed += f" / {_median([m['failed'] for m in strategies['random']]):.0f}"
+        seeds = f"{len(strategies[ours])} / {max(len(v) for v in others.values())}"
+        rows.append(f"| {problem} | {seeds} | {' / '.join(cells_bo)} | "
+                    f"{'never' if ours95 is None else f'{ours95:.2f} %'} | {' / '.join(cells_peer)} | {best95} | "
+                    f"{failed} |")
     return "\n".join(rows)
