@@ -30,8 +30,13 @@ PEERS = ("tpe", "nsga2", "optuna-gp", "moasha", "syne-ehvi", "smac")
 STRATEGIES = GREENTUNE + PEERS
 
 
+WAIT = "wait"
+"""What ``ask`` returns when the strategy wants a running trial to finish first."""
+
+
 class Strategy(abc.ABC):
-    """``ask`` a configuration (``None``: nothing left to propose), ``tell`` its evaluation.
+    """``ask`` a configuration (``None``: nothing left to propose; :data:`WAIT`: not before a
+    running trial finishes), ``tell`` its evaluation.
 
     A strategy with ``stops_early`` also decides, epoch by epoch, when to stop a trial
     (:meth:`keep_going`); the runner then reports each epoch of the problem's fidelity.
@@ -42,7 +47,7 @@ class Strategy(abc.ABC):
     stops_early: bool = False
 
     @abc.abstractmethod
-    def ask(self) -> dict[str, Any] | None: ...
+    def ask(self) -> dict[str, Any] | str | None: ...
 
     @abc.abstractmethod
     def tell(self, params: dict[str, Any], evaluation: Evaluation) -> None: ...
@@ -68,12 +73,28 @@ class Greentune(Strategy):
 
     def __init__(self, name: str, searcher: Any) -> None:
         self.name, self.searcher = name, searcher
+        self.refused = 0
 
-    def ask(self) -> dict[str, Any] | None:
+    def ask(self) -> dict[str, Any] | str | None:
+        """``None`` from the searcher means wait (the ``GreentuneSearcher`` contract), FINISHED the end.
+
+        Ax refuses to go past its initial Sobol trials before any has data
+        (``DataRequiredError``, e.g. 8 asked before a tell); ``AxSearcher`` lets that
+        escape, and nothing in ``tuner/`` catches it. The suite waits instead, as a
+        searcher returning ``None`` would, and counts it in :attr:`refused`.
+        """
+        from ax.exceptions.core import DataRequiredError
         from ray.tune.search import Searcher
 
-        params = self.searcher.ask()
-        return None if params is None or params == Searcher.FINISHED else params
+        try:
+            params = self.searcher.ask()
+        except DataRequiredError:
+            self.refused += 1
+            self.limits = f"Ax refused {self.refused} proposal(s) before any data (DataRequiredError); waited"
+            return WAIT
+        if params is None:
+            return WAIT
+        return None if params == Searcher.FINISHED else params
 
     def tell(self, params: dict[str, Any], evaluation: Evaluation) -> None:
         from tuner.search.base import Outcome

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.suite.peers import Strategy
+from benchmarks.suite.peers import WAIT, Strategy
 from benchmarks.suite.problems import Evaluation, Problem
 
 
@@ -69,8 +69,10 @@ def run(problem: Problem, strategy: Strategy, seed: int, budget_kwh: float, max_
     while True:
         while not exhausted and len(running) < concurrency and asked < max_trials and committed < budget_kwh:
             params = timed(strategy.ask)
-            if params is None:
-                exhausted = True
+            if params is None or (params == WAIT and not running):
+                exhausted = True  # finished, or waiting with nothing running to wait for
+                break
+            if params == WAIT:
                 break
             ran, evaluation = _evaluate(problem, strategy, params, np.random.default_rng([seed, asked]), timed)
             heapq.heappush(running, (now + max(evaluation.seconds, 1e-9), asked, now, params, ran, evaluation))
