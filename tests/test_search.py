@@ -261,3 +261,20 @@ def test_ax_searcher_cost_weight_cools_over_the_budget_reaches_the_acquisition_a
     weights_used.clear()
     run(resumed, 1, history)
     assert weights_used and weights_used[-1] == pytest.approx(1 - spent / 2.0)
+
+
+def test_ax_waits_when_every_initial_trial_is_running_and_draws_when_none_is():
+    """Eight trials at once: once Ax's whole initial design is running, Ax refuses to propose
+    until a result comes (``DataRequiredError``). The searcher waits (``None``) instead of
+    ending the study; with nothing running it would wait for ever, so it draws instead."""
+    from tuner.search.ax_searcher import AxSearcher
+    from tuner.search.base import Outcome
+
+    space = {"x": FloatRange(type="float", low=0, high=1), "y": FloatRange(type="float", low=0, high=1)}
+    searcher = AxSearcher(space, metric="accuracy", mode="max", seed=0, initial_trials=4)
+    running = [searcher.ask() for _ in range(4)]
+    assert all(isinstance(p, dict) for p in running)
+    assert searcher.ask() is None  # the fifth slot waits for a result
+    for params in running:
+        searcher.tell(params, Outcome("failed", error="boom"))
+    assert isinstance(searcher.ask(), dict)  # nothing runs and no data: a draw, not a hang

@@ -130,15 +130,18 @@ class AxSearcher(GreentuneSearcher):
             _make_step_fast(strategy, discrete=self._discrete)
         return strategy
 
-    def ask(self) -> dict[str, Any]:
+    def ask(self) -> dict[str, Any] | None:
         if self.step != "fast":
             return self._ask()
         with _torch_threads(1):
             return self._ask()
 
-    def _ask(self) -> dict[str, Any]:
+    def _ask(self) -> dict[str, Any] | None:
         for _ in range(MAX_REJECTED):
-            index, plain = self._next_trial()
+            proposal = self._next_trial()
+            if proposal is None:
+                return None  # Ax needs a running trial's result first: the slot waits for it
+            index, plain = proposal
             repeat = self.failures.seen(plain) or self._key(plain) in self._pending
             if not repeat and not (self.avoid_failures and self.failures.likely_fails(plain)):
                 self._index_of[id(plain)] = index
@@ -156,8 +159,15 @@ class AxSearcher(GreentuneSearcher):
     def _key(self, params: dict[str, Any]) -> tuple:
         return self.failures._key(params)  # noqa: SLF001 - one notion of "same configuration"
 
-    def _next_trial(self) -> tuple[int, dict[str, Any]]:
-        from ax.exceptions.core import SearchSpaceExhausted
+    def _next_trial(self) -> tuple[int, dict[str, Any]] | None:
+        """Ax's next trial, or ``None`` while Ax waits for data that running trials will bring.
+
+        With many trials at once, every trial of Ax's initial design can be running before
+        any has finished; Ax then raises ``DataRequiredError`` rather than propose, and the
+        study must wait. With none running (the initial trials all failed), Ax would wait
+        for ever: a draw the search has not seen is taken instead.
+        """
+        from ax.exceptions.core import DataRequiredError, SearchSpaceExhausted
         from ax.exceptions.generation_strategy import GenerationStrategyRepeatedPoints
 
         from tuner.search import ax_compat
@@ -171,6 +181,10 @@ class AxSearcher(GreentuneSearcher):
                         ax_compat.surrogate_fit_routed_through(self._fits.fit if self._fits else None):
                     ((index, params),) = self.client.get_next_trials(max_trials=1).items()
             except (GenerationStrategyRepeatedPoints, SearchSpaceExhausted):  # a small space, nearly all tried
+                return self._attach(self._sample_unseen())
+            except DataRequiredError:
+                if self._pending:
+                    return None
                 return self._attach(self._sample_unseen())
         return index, {k: _plain(v) for k, v in params.items()}
 
