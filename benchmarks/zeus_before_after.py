@@ -6,7 +6,7 @@
 Runs ``benchmarks/zeus_traces.py``'s ``bo`` (same problems, seeds, budgets and caps as
 that script: 100 trials, 10 % of the grid's kWh) with ``tuner`` imported from the
 ``--before`` checkout and from this one, in two child processes side by side (so both
-see the same load), one (problem, seed) pair at a time, and prints per problem and
+see the same load), one (problem, seed) pair at a time (every problem on seed 0 first), and prints per problem and
 overall: the kWh to reach 95 % of the true hypervolume (as % of the full grid's kWh,
 driver CPU included), hypervolume at 1 / 2 / 5 % of it, and the driver CPU seconds per
 step; median and worst over the pairs, and the after/before ratio of the median.
@@ -62,20 +62,30 @@ def _median_worst(values: list[float | None], worst_is_max: bool) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", required=True, help="a checkout of the code to compare against")
+    parser.add_argument("--before", help="a checkout of the code to compare against")
     parser.add_argument("--problems", default=",".join(SAMPLE))
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--data", help="folder holding zeus/ (as zeus_traces.py --data)")
     parser.add_argument("--out", help="also append every run's JSON line here")
+    parser.add_argument("--table", help="only print the table of the runs an earlier --out file holds")
     parser.add_argument("--child", nargs=3, metavar=("CHECKOUT", "PROBLEM", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child[0], args.child[1], int(args.child[2]), args.data)
         return
+    if args.table:
+        rows = [json.loads(line) for line in Path(args.table).read_text().splitlines() if line.strip()]
+        done = {(r["problem"], r["seed"]) for r in rows if r["version"] == "before"} \
+            & {(r["problem"], r["seed"]) for r in rows if r["version"] == "after"}
+        print_table({v: [r for r in rows if r["version"] == v and (r["problem"], r["seed"]) in done]
+                     for v in ("before", "after")})
+        return
+    if not args.before:
+        parser.error("--before: a checkout of the code to compare against is required")
     versions = {"before": str(Path(args.before).resolve()), "after": str(ROOT)}
     results: dict[str, list[dict]] = {v: [] for v in versions}
-    for problem in args.problems.split(","):
-        for seed in range(args.seeds):
+    for seed in range(args.seeds):  # every problem once before the next seed: coverage first
+        for problem in args.problems.split(","):
             extra = ["--data", args.data] if args.data else []
             procs = {v: subprocess.Popen([sys.executable, __file__, "--child", path, problem, str(seed), *extra],
                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -83,6 +93,9 @@ def main() -> None:
             line = []
             for v, proc in procs.items():
                 out, _ = proc.communicate()
+                if proc.returncode:
+                    raise SystemExit(f"the {v} run of {problem} seed {seed} failed (exit {proc.returncode}); "
+                                     f"rerun it alone: {__file__} --child {versions[v]} {problem} {seed}")
                 row = json.loads(out.strip().splitlines()[-1])
                 results[v].append(row)
                 line.append(f"{v} 95 % at {row['kwh95']}, {row['cpu_per_step']:.2f} CPU-s/step")
