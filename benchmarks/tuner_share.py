@@ -4,7 +4,7 @@
     python benchmarks/tuner_share.py                 # this checkout alone
 
 Runs ``examples/quickstart.yaml`` through ``tuner.tune`` once per checkout, both at the same
-time (each on its own local Ray), so both see the same load on a shared machine. The
+time (each on its own local Ray, the second started a minute later), so both see the same load on a shared machine. The
 tuner's share is the study's ``overhead_kwh`` (driver CPU spent choosing trials: BO steps,
 the energy model, the optimiser's snapshots) over its total kWh; issue 21's goal is at most
 3 %. Prints each study's trials, wall time, total and overhead kWh, the tuner's CPU
@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+STAGGER_S = 60.0
 
 
 def child(checkout: Path) -> None:
@@ -58,9 +59,12 @@ def main() -> None:
     env.pop("MLFLOW_TRACKING_URI", None)
     checkouts = {"before": Path(args.before).resolve()} if args.before else {}
     checkouts["after" if args.before else "this"] = ROOT
-    procs = {name: subprocess.Popen([sys.executable, __file__, "--child", str(path)], env=env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-             for name, path in checkouts.items()}
+    procs = {}
+    for name, path in checkouts.items():
+        if procs:  # two Ray nodes starting at once on a loaded machine time out; the studies still overlap
+            time.sleep(STAGGER_S)
+        procs[name] = subprocess.Popen([sys.executable, __file__, "--child", str(path)], env=env,
+                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     rows = {}
     for name, proc in procs.items():
         out, _ = proc.communicate()
