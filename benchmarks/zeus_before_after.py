@@ -36,6 +36,7 @@ def child(checkout: str, problem_name: str, seed: int, data: str | None) -> None
     sys.path.insert(0, checkout)
     sys.path.insert(1, str(HERE))
     import zeus_traces as zt
+
     from tuner.config import EnergySettings
     from tuner.energy import driver_watts_per_core
 

@@ -402,7 +402,7 @@ def test_the_energy_model_optimises_its_kernel_every_third_trial_and_keeps_it_in
     for n in range(6, 12):
         model.fit(params[:n], kwh[:n])
         thetas.append(model._gp.kernel_.theta.copy())  # noqa: SLF001
-    kept = [bool(np.array_equal(a, b)) for a, b in zip(thetas, thetas[1:])]
+    kept = [bool(np.array_equal(a, b)) for a, b in zip(thetas, thetas[1:], strict=False)]
     assert kept == [True, True, False, True, True]  # optimised at 6 and 9 trials; 7, 8, 10, 11 keep them
     held = model.predict(params[11])
     assert held is not None and held.upper_kwh > held.kwh  # a band still, recalibrated on 11 trials
