@@ -154,24 +154,20 @@ def test_each_warm_fit_starts_from_the_previous_fits_state_and_surrogate_fit_is_
     def spy(surrogate, datasets, search_space_digest, **kwargs):
         fit(surrogate, datasets, search_space_digest, **kwargs)
         after = {name: value.detach().clone() for name, value in surrogate.model.state_dict().items()}
-        fits.append((kwargs.get("state_dict"), after, kwargs.get("refit", True)))
+        fits.append((kwargs.get("state_dict"), after))
 
     monkeypatch.setattr(Surrogate, "fit", spy)
     space = {"x": FloatRange(type="float", low=0, high=1), "y": FloatRange(type="float", low=0, high=1)}
     searcher = AxSearcher(space, seed=0, initial_trials=3)
     _run(searcher, 14, after_step=lambda: Surrogate.__dict__["fit"] is spy or pytest.fail("fit not restored"))
 
-    warm = [i for i, (given, _, _) in enumerate(fits) if given is not None]
-    assert len(fits) == 11 == searcher._fits.warm + searcher._fits.reused + searcher._fits.cold  # one per step
-    assert len(warm) == searcher._fits.warm + searcher._fits.reused >= 3 and 0 not in warm
+    warm = [i for i, (given, _) in enumerate(fits) if given is not None]
+    assert len(fits) == 11 == searcher._fits.warm + searcher._fits.cold  # one fit per BO step
+    assert len(warm) == searcher._fits.warm >= 3 and 0 not in warm
     for i in warm:
         given, previous = fits[i][0], fits[i - 1][1]
         assert given.keys() == previous.keys()
         assert all(torch.equal(given[name], previous[name]) for name in given)
-    reused = [i for i in warm if not fits[i][2]]  # between re-optimisations: Ax keeps the hyperparameters
-    assert len(reused) == searcher._fits.reused >= 1
-    for i in reused:
-        assert all(torch.equal(fits[i][0][name], fits[i][1][name]) for name in fits[i][0])
 
 
 def test_the_fit_hook_gets_axs_fit_and_surrogate_fit_is_restored_when_the_step_raises():

@@ -506,20 +506,15 @@ class WarmStartFits:
 
     Ax fits its model from scratch on every step, and the fit is a large part of the step
     (``benchmarks/bo_step.py --profiles fast,fast-cold``; docs/search.md). One new trial
-    barely moves the optimum, so the hyperparameters are re-optimised only once
-    :data:`REFIT_EVERY` results have come in since they last were: in between, the model
-    takes the last ones as they are and only conditions on the new data (``Surrogate.fit``'s
-    ``refit=False``), which costs next to nothing. A re-optimisation starts at the last
-    optimum, where L-BFGS converges much sooner (``state_dict`` warm start). A fit from scratch
-    still runs whenever the data has grown by :data:`COLD_REFIT_GROWTH` since the last one,
-    so the fit cannot stay in a poor optimum.
+    barely moves the optimum, and started there L-BFGS converges much sooner
+    (``Surrogate.fit``'s own ``state_dict`` warm start). A fit from scratch still runs whenever the data has grown by
+    :data:`COLD_REFIT_GROWTH` since the last one, so the fit cannot stay in a poor optimum.
     """
 
     def __init__(self) -> None:
         self.state: dict[tuple, dict[str, Any]] = {}  # (outcomes, features) -> last fit's state_dict
         self.cold_size: dict[tuple, int] = {}  # training points at the last fit from scratch
-        self.fit_size: dict[tuple, int] = {}  # training points when the hyperparameters were last optimised
-        self.warm, self.cold, self.reused = 0, 0, 0
+        self.warm, self.cold = 0, 0
 
     def fit(self, original: Any, surrogate: Any, datasets: Sequence[Any], digest: Any, **kwargs: Any) -> None:
         key = (tuple(n for d in datasets for n in d.outcome_names), tuple(digest.feature_names))
@@ -527,25 +522,19 @@ class WarmStartFits:
         warm = kwargs.get("state_dict") is None and key in self.state \
             and size < COLD_REFIT_GROWTH * self.cold_size[key]
         if warm:
-            reuse = size < self.fit_size[key] + REFIT_EVERY
             try:
-                original(surrogate, datasets, digest, **{**kwargs, "state_dict": self.state[key], "refit": not reuse})
-                self.reused += reuse
-                self.warm += not reuse
+                original(surrogate, datasets, digest, **{**kwargs, "state_dict": self.state[key]})
+                self.warm += 1
             except RuntimeError:  # the model's shape changed (e.g. a model list now): start afresh
                 warm = False
-            else:
-                if not reuse:
-                    self.fit_size[key] = size
         if not warm:
             original(surrogate, datasets, digest, **kwargs)
             self.cold += 1
-            self.cold_size[key] = self.fit_size[key] = size
+            self.cold_size[key] = size
         self.state[key] = {name: value.detach().clone() for name, value in surrogate.model.state_dict().items()}
 
 
 COLD_REFIT_GROWTH = 1.25  # a fit from scratch whenever the data grew by a quarter since the last
-REFIT_EVERY = 3  # results between re-optimised hyperparameters; docs/search.md has the figures
 
 
 class _torch_threads:

@@ -33,9 +33,6 @@ class CostAwareLogNEHVI(qLogNoisyExpectedHypervolumeImprovement):
     def __init__(self, *args: Any, cost_weight: float = 0.0, energy_index: int = 1,
                  energy_mean: float = 0.0, energy_std: float = 1.0, energy_log10: bool = True,
                  **kwargs: Any) -> None:
-        if kwargs.get("prune_baseline") and kwargs.get("X_baseline") is not None and "model" in kwargs:
-            kwargs["X_baseline"] = prune_baseline(kwargs)
-            kwargs["prune_baseline"] = False
         super().__init__(*args, **kwargs)
         self.cost_weight = cost_weight
         self.energy_index = energy_index
@@ -58,28 +55,6 @@ class CostAwareLogNEHVI(qLogNoisyExpectedHypervolumeImprovement):
         else:
             per_candidate = torch.log(value.clamp_min(1e-12))
         return torch.logsumexp(per_candidate, dim=-1)
-
-
-PRUNE_SAMPLES = 256  # BoTorch's default is 2,048; docs/search.md ("BO step time") has the figures
-
-
-def prune_baseline(kwargs: dict[str, Any]) -> Tensor:
-    """The observed points that may be on the front, judged on :data:`PRUNE_SAMPLES` posterior draws.
-
-    qLogNEHVI keeps only the baseline points that are non-dominated in at least one
-    posterior draw. BoTorch draws 2,048 and checks them point by point, which at 50
-    trials was a quarter of the step's CPU; a point left out by 256 draws is on the
-    front in fewer than about 1 in 256 of them, and adds almost nothing to the gain.
-    """
-    from botorch.acquisition.multi_objective.utils import prune_inferior_points_multi_objective
-
-    model = kwargs["model"]
-    return prune_inferior_points_multi_objective(
-        model=model, X=kwargs["X_baseline"], objective=kwargs.get("objective"),
-        constraints=kwargs.get("constraints"), num_samples=PRUNE_SAMPLES,
-        ref_point=torch.as_tensor(kwargs["ref_point"], dtype=kwargs["X_baseline"].dtype),
-        marginalize_dim=kwargs.get("marginalize_dim"),
-    )
 
 
 _COST_DEFAULTS: dict[str, Any] = {
