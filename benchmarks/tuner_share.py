@@ -2,6 +2,7 @@
 
     python benchmarks/tuner_share.py --before /path/to/old/checkout
     python benchmarks/tuner_share.py                 # this checkout alone
+    python benchmarks/tuner_share.py --child /path/to/checkout   # one study, one JSON line
 
 Runs ``examples/quickstart.yaml`` through ``tuner.tune`` once per checkout, both at the same
 time (each on its own local Ray, the second started a minute later), so both see the same load on a shared machine. The
@@ -49,7 +50,8 @@ def child(checkout: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", help="an older checkout to run alongside this one")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child", metavar="CHECKOUT",
+                        help="only one study, with tuner from CHECKOUT; prints its figures as one JSON line")
     args = parser.parse_args()
     if args.child:
         child(Path(args.child))
