@@ -4,6 +4,7 @@
     python benchmarks/bo_step.py --trials 33 --profiles fast
     python benchmarks/bo_step.py --profiles fast,fast-plain   # what the cost-aware acquisition adds
     python benchmarks/bo_step.py --profiles fast,fast-cold    # what warm-started model fits save
+    python benchmarks/bo_step.py --profiles fast --before /path/to/old/checkout --config examples/quickstart.yaml
 
 Drives ``AxSearcher`` through its ask/tell interface (no Ray) on examples/digits.yaml's
 6-parameter space with the synthetic outcomes of ``benchmarks/overhead.py``. Every step is
@@ -13,18 +14,27 @@ completed trials (the five steps around each level), and the hypervolume the com
 trials reach (as a share of the box spanned by all trials of both profiles), so that speed is not bought with search quality.
 Profiles: ``fast`` (greentune's step: cost-aware acquisition, warm-started model fits),
 ``fast-plain`` (the same step with plain qLogNEHVI), ``fast-cold`` (every fit from scratch,
-as Ax does) and ``ax-default`` (Ax's own settings).
+as Ax does) and ``ax-default`` (Ax's own settings). ``--before CHECKOUT`` adds each profile
+run with ``tuner`` from an older checkout (in a child process, one after the other), so a
+change to the step is timed against the code before it in the same command; ``--config``
+times another space (a parameter the synthetic outcomes know nothing of is ignored, and
+``dropout`` is 0 where the space has none).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if "--child-of" in sys.argv:  # timing an older checkout: its tuner comes first
+    sys.path.insert(0, sys.argv[sys.argv.index("--child-of") + 1])
+sys.path.insert(1, str(Path(__file__).resolve().parent))
+sys.path.insert(2, str(Path(__file__).resolve().parents[1]))  # this checkout, after an older one
 
 from overhead import DIGITS, _synthetic  # noqa: E402
 
@@ -37,12 +47,13 @@ LEVELS = (10, 30, 50)
 PROFILES = ("fast", "fast-plain", "fast-cold", "ax-default")
 
 
-def run_profile(profile: str, trials: int, seed: int) -> tuple[list[float], list[float], list[tuple[float, float]]]:
+def run_profile(profile: str, trials: int, seed: int, path: Path = DIGITS,
+                ) -> tuple[list[float], list[float], list[tuple[float, float]]]:
     """Wall and CPU seconds of each step, and the (accuracy, energy) of each trial."""
     if profile not in PROFILES:
         raise SystemExit(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     step = "ax-default" if profile == "ax-default" else "fast"
-    config = load_config(DIGITS, seed=seed)
+    config = load_config(path, seed=seed)
     searcher = AxSearcher(config.tunable, config.fixed, metric=config.metric, mode=config.mode, seed=seed,
                           method="bo",
                           initial_trials=config.initial_trials, step=step,  # type: ignore[arg-type]
@@ -55,7 +66,7 @@ def run_profile(profile: str, trials: int, seed: int) -> tuple[list[float], list
         params = searcher.ask()
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
-        accuracy, energy = _synthetic({**config.fixed, **params})
+        accuracy, energy = _synthetic({"dropout": 0.0, **config.fixed, **params})
         points.append((accuracy, energy))
         searcher.tell(params, _completed(accuracy, energy))
         if i + 1 in {n + 2 for n in LEVELS}:
@@ -90,33 +101,53 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=53)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profiles", default="fast,ax-default")
+    parser.add_argument("--config", type=Path, default=DIGITS, help="the study whose space is timed")
+    parser.add_argument("--before", help="also time each profile with tuner from this older checkout")
+    parser.add_argument("--child-of", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child_of:  # one profile on the older checkout: print its figures for the parent
+        print(json.dumps(run_profile(args.profiles, args.trials, args.seed, args.config)))
+        return
+    runs = [(p, None) for p in args.profiles.split(",")]
+    if args.before:
+        runs = [(p, args.before) for p in args.profiles.split(",")] + runs
     results = {}
-    for profile in args.profiles.split(","):
-        print(f"  running {profile} ...", flush=True)
-        results[profile] = run_profile(profile, args.trials, args.seed)
-        walls, cpus, _ = results[profile]
+    for profile, checkout in runs:
+        name = f"{profile} (before)" if checkout else profile
+        print(f"  running {name} ...", flush=True)
+        if checkout:
+            out = subprocess.run([sys.executable, __file__, "--child-of", checkout, "--profiles", profile,
+                                  "--trials", str(args.trials), "--seed", str(args.seed), "--config", str(args.config)],
+                                 check=True, capture_output=True, text=True).stdout
+            walls, cpus, points = json.loads(out.strip().splitlines()[-1])
+            results[name] = (walls, cpus, [tuple(p) for p in points])
+        else:
+            results[name] = run_profile(profile, args.trials, args.seed, args.config)
+        walls, cpus, _ = results[name]
         print(f"  {profile}: median wall / CPU s per step " + ", ".join(
             f"{n} trials {statistics.median(window(walls, n)):.2f} / {statistics.median(window(cpus, n)):.2f}"
             for n in LEVELS if n + 3 <= args.trials), flush=True)
     all_points = [p for _, _, pts in results.values() for p in pts]
     ref = (min(a for a, _ in all_points), max(e for _, e in all_points))
     box = (max(a for a, _ in all_points) - ref[0]) * (ref[1] - min(e for _, e in all_points))
-    print(f"\nBO step on the digits space (seed {args.seed}; median of 5 steps, each after a new result):")
-    print(f"  {'profile':<12}" + "".join(f"{f'{n} trials wall/cpu':>22}" for n in LEVELS if n + 3 <= args.trials)
+    print(f"\nBO step on the space of {args.config.name} (seed {args.seed}; median of 5 steps, each after a new result):")
+    print(f"  {'profile':<16}" + "".join(f"{f'{n} trials wall/cpu':>22}" for n in LEVELS if n + 3 <= args.trials)
           + f"{'hypervolume':>14}")
     for profile, (walls, cpus, points) in results.items():
         cells = "".join(
             f"{statistics.median(window(walls, n)):>12.2f} / {statistics.median(window(cpus, n)):>5.2f} s"
             for n in LEVELS if n + 3 <= args.trials
         )
-        print(f"  {profile:<12}{cells}{hypervolume(points, ref) / box:>14.3f}")
+        print(f"  {profile:<16}{cells}{hypervolume(points, ref) / box:>14.3f}")
     if len(results) == 2:
-        (b, (wb, _, _)), (a, (wa, _, _)) = results.items()
+        (b, (wb, cb, _)), (a, (wa, ca, _)) = results.items()
         for n in LEVELS:
             if n + 3 <= args.trials:
                 ratio = statistics.median(window(wa, n)) / statistics.median(window(wb, n))
-                print(f"  {n} trials: {a} / {b} median wall = {ratio:.1f}x")
+                cpu_ratio = statistics.median(window(ca, n)) / statistics.median(window(cb, n))
+                print(f"  {n} trials: {a} / {b} median wall = {ratio:.2f}x, CPU = {cpu_ratio:.2f}x")
+        print(f"  all {args.trials} steps: {a} / {b} total CPU = {sum(ca) / sum(cb):.2f}x "
+              f"({sum(ca):.1f} / {sum(cb):.1f} s)")
 
 
 if __name__ == "__main__":

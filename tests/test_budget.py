@@ -383,3 +383,26 @@ def test_ax_replaces_a_proposal_by_an_affordable_unseen_draw_and_abandons_the_fi
     statuses = sorted(t.status.name for t in ax_compat.experiment(searcher.client).trials.values())
     assert statuses == ["ABANDONED", "COMPLETED"]
     assert searcher.suggest_within("b", lambda candidates: [False] * len(candidates)) is None  # nothing proposed yet
+
+
+def test_the_energy_model_optimises_its_kernel_every_third_trial_and_keeps_it_in_between():
+    """Between optimisations the GP keeps its hyperparameters and only takes in the new
+    trials (and recalibrates its band); every third trial they are optimised again."""
+    import numpy as np
+
+    from tuner.search.energy_model import REOPTIMISE_EVERY, EnergyModel
+
+    space = {"epochs": IntRange(type="int", low=1, high=100), "lr": FloatRange(type="float", low=1e-4, high=1e-1, log=True)}
+    rng = np.random.default_rng(0)
+    params = [{"epochs": int(rng.integers(1, 101)), "lr": float(10 ** rng.uniform(-4, -1))} for _ in range(12)]
+    kwh = [1e-3 * p["epochs"] * float(np.exp(rng.normal(0, 0.05))) for p in params]
+    model = EnergyModel(space)
+    assert REOPTIMISE_EVERY == 3
+    thetas = []
+    for n in range(6, 12):
+        model.fit(params[:n], kwh[:n])
+        thetas.append(model._gp.kernel_.theta.copy())  # noqa: SLF001
+    kept = [bool(np.array_equal(a, b)) for a, b in zip(thetas, thetas[1:], strict=False)]
+    assert kept == [True, True, False, True, True]  # optimised at 6 and 9 trials; 7, 8, 10, 11 keep them
+    held = model.predict(params[11])
+    assert held is not None and held.upper_kwh > held.kwh  # a band still, recalibrated on 11 trials

@@ -71,6 +71,12 @@ MIN_NOISE = 1e-3
 """Lower bound of the white noise, in (log kWh)^2: about 3 % of a trial's energy, the
 least run-to-run spread a measured trial has."""
 
+REOPTIMISE_EVERY = 3
+"""Trials between two optimisations of the kernel's hyperparameters. In between, the GP
+keeps the last ones and is only conditioned on the new trials (and its band recalibrated
+on its leave-one-out errors), which costs milliseconds: optimised after every trial, the
+model cost more of a study of short trials than the BO step did (docs/search.md)."""
+
 
 @dataclass(frozen=True)
 class EnergyPrediction:
@@ -107,6 +113,7 @@ class EnergyModel:
         self._gp: Any = None
         self._key: tuple = ()
         self._theta: np.ndarray | None = None  # the last fit's kernel hyperparameters (warm start)
+        self._optimised_at = 0  # trials when the hyperparameters were last optimised
         self._band = 0.0  # the upper band, in predictive standard deviations above the mean
         self._centre = 0.0  # the mean log kWh the GP is fitted around
         self.loo_r2 = math.nan  # leave-one-out R^2 of log kWh: how well the model predicts a trial unseen
@@ -131,8 +138,9 @@ class EnergyModel:
     def fit(self, params: Sequence[Mapping[str, Any]], energies: Sequence[float]) -> None:
         """Fit on completed trials: their parameters and their energy totals (kWh > 0).
 
-        Refits only when the trials changed; the kernel starts from the last fit's
-        hyperparameters, so a refit after one more trial costs one optimiser run.
+        Refits only when the trials changed. The hyperparameters are optimised again only
+        every :data:`REOPTIMISE_EVERY` trials, from the last fit's (plus one random restart);
+        in between the GP keeps them and takes in the new trials.
         """
         rows = [(p, float(e)) for p, e in zip(params, energies, strict=True) if math.isfinite(e) and e > 0]
         key = tuple((tuple(sorted((k, repr(v)) for k, v in p.items() if k in self.space)), e) for p, e in rows)
@@ -159,14 +167,19 @@ class EnergyModel:
         trend = ConstantKernel(TREND_VARIANCE, "fixed") * DotProduct(sigma_0=1.0, sigma_0_bounds="fixed")
         kernel = (trend + ConstantKernel(1.0, (1e-2, 1e2)) * Matern(np.ones(x.shape[1]), (0.05, MAX_LENGTH_SCALE), nu=2.5)
                   + WhiteKernel(1e-2, (MIN_NOISE, 1.0)))
-        if self._theta is not None and len(self._theta) == len(kernel.theta):
+        warm = self._theta is not None and len(self._theta) == len(kernel.theta)
+        if warm:
             kernel = kernel.clone_with_theta(self._theta)
+        reuse = warm and len(y) < self._optimised_at + REOPTIMISE_EVERY
         # centred, not scaled: the kernel's bounds are in log kWh, whatever the study's scale
-        gp = GaussianProcessRegressor(kernel, normalize_y=False, n_restarts_optimizer=1, random_state=0)
+        gp = GaussianProcessRegressor(kernel, normalize_y=False, random_state=0,
+                                      **({"optimizer": None} if reuse else {"n_restarts_optimizer": 1}))
         self._centre = float(np.mean(y))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             gp.fit(x, y - self._centre)
+        if not reuse:
+            self._optimised_at = len(y)
         self._theta = gp.kernel_.theta
         return gp
 

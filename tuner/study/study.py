@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from tuner.config import ConfigError, StudyConfig, config_dump, load_config
-from tuner.energy import driver_watts_per_core
+from tuner.energy import J_PER_KWH, driver_watts_per_core
 from tuner.errors import BudgetWarning, NoCompletedTrialWarning, OutputWriteError
 from tuner.pareto import pareto_mask
 from tuner.redact import protect_study, redact
@@ -46,6 +46,7 @@ logger = logging.getLogger("tuner")
 quiet_ax_logging()  # the report's surrogate imports Ax even for grid studies
 
 # what must match for a resumed study to be the same study
+SNAPSHOT_SHARE = 0.01  # the searcher's snapshot may cost this share of the trials' kWh it protects
 _SAME_STUDY_FIELDS = ("objective", "search_space", "metric", "mode", "strategy", "seed", "grid_resolution")
 _INTERRUPTED = ("interrupted: the driver stopped while this trial ran; its energy up to its last "
                 "recorded heartbeat is counted")
@@ -95,6 +96,8 @@ class Study:
         self.ledger = ledger
         self.interrupted = interrupted  # trials a dead driver left running, closed on resume
         self.param_names = list(cfg.search_space)
+        self._snapshot_cpu_s = 0.0  # what the searcher's last snapshot cost
+        self._snapshot_trials_kwh: float | None = None  # the trials' kWh when it was taken; None: none yet
         self.lock: StudyLock | None = None  # one live driver per study, held from open() to the end of run()
         self.zone_providers: dict[str, Any] = {}  # carbon.zones' providers, set by open()
         # the study's files copied to its MLflow run, so a new machine can resume it
@@ -272,15 +275,36 @@ class Study:
 
     def persist(self) -> None:
         """After every finished trial: the ledger first (it holds the MLflow run id just
-        logged), then the optimiser (a resume reconciles it with the ledger), then the table,
-        then (every ``SYNC_EVERY_S`` at most) the copy in MLflow."""
+        logged), then the optimiser when due (a resume reconciles it with the ledger), then the
+        table, then (every ``SYNC_EVERY_S`` at most) the copy in MLflow."""
         self._ensure_directory()
         self.files.write_ledger(self.ledger.to_json())
-        start = time.process_time()
-        self.searcher.save_state(self.files.searcher)
-        self.searcher.cpu_seconds += time.process_time() - start  # the optimiser's upkeep is overhead too
+        if self._snapshot_due():
+            self.save_searcher()
         self.files.write_trials(self.table())
         self.sync.maybe_push()
+
+    def _snapshot_due(self) -> bool:
+        """Whether the searcher's snapshot would cost at most :data:`SNAPSHOT_SHARE` of the trials since the last.
+
+        Ax's snapshot rewrites the whole experiment, so its cost grows with the trials
+        (0.4 CPU-s at 40 trials), and after every trial of a study of short trials it was a
+        tenth of the study's kWh. The ledger is written after every trial and a resume
+        rebuilds what a lagging snapshot lacks from it, so the snapshot waits until the work
+        it protects is worth it; with long trials it is still written after every one.
+        """
+        if self._snapshot_trials_kwh is None:
+            return True
+        cost_kwh = self._snapshot_cpu_s * self.ledger.watts_per_core / J_PER_KWH
+        return cost_kwh <= SNAPSHOT_SHARE * (self.ledger.trials_kwh - self._snapshot_trials_kwh)
+
+    def save_searcher(self) -> None:
+        """Write the optimiser's snapshot, its CPU charged to the tuner's overhead."""
+        start = time.process_time()
+        self.searcher.save_state(self.files.searcher)
+        self._snapshot_cpu_s = time.process_time() - start
+        self._snapshot_trials_kwh = self.ledger.trials_kwh
+        self.searcher.cpu_seconds += self._snapshot_cpu_s  # the optimiser's upkeep is overhead too
 
     # ------------------------------------------------------------------ resuming
 
@@ -315,6 +339,11 @@ class Study:
         from tuner.reporting import build_report
 
         ledger, files = self.ledger, self.files
+        if self._snapshot_trials_kwh is not None and self._snapshot_trials_kwh < ledger.trials_kwh:
+            try:  # the last trials since a snapshot that waited: a resume then starts from all of them
+                self.save_searcher()
+            except OSError as exc:
+                logger.error("could not write the optimiser's snapshot (%s); a resume rebuilds it from the ledger", exc)
         self.state.update({
             "total_energy_kwh": ledger.total_kwh, "overhead_kwh": ledger.overhead_kwh,
             "co2_kg": carbon.get("co2_kg"), "co2_counterfactual_kg": carbon.get("co2_counterfactual_kg"),

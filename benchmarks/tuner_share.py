@@ -1,0 +1,86 @@
+"""The tuner's own share of the quickstart's kWh, for this checkout and an older one, side by side.
+
+    python benchmarks/tuner_share.py --before /path/to/old/checkout
+    python benchmarks/tuner_share.py                 # this checkout alone
+    python benchmarks/tuner_share.py --child /path/to/checkout   # one study, one JSON line
+
+Runs ``examples/quickstart.yaml`` through ``tuner.tune`` once per checkout, both at the same
+time (each on its own local Ray, the second started a minute later), so both see the same load on a shared machine. The
+tuner's share is the study's ``overhead_kwh`` (driver CPU spent choosing trials: BO steps,
+the energy model, the optimiser's snapshots) over its total kWh; issue 21's goal is at most
+3 %. Prints each study's trials, wall time, total and overhead kWh, the tuner's CPU
+seconds per trial, the median trial's kWh, and the after/before ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGGER_S = 60.0
+
+
+def child(checkout: Path) -> None:
+    """One quickstart with ``tuner`` from ``checkout``; prints one JSON line."""
+    sys.path.insert(0, str(checkout))
+    import tuner
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        result = tuner.tune(ROOT / "examples" / "quickstart.yaml", output_dir=Path(tmp) / "quickstart", progress=False)
+        wall = time.perf_counter() - start
+        state = json.loads((Path(tmp) / "quickstart" / "study.json").read_text())
+    extra = state.get("extra", {})
+    print(json.dumps({
+        "trials": len(result.trials), "wall_s": wall, "total_kwh": result.total_energy_kwh,
+        "overhead_kwh": result.overhead_kwh, "share": result.overhead_kwh / result.total_energy_kwh,
+        "tuner_cpu_s_per_trial": extra.get("searcher_cpu_s", 0.0) / max(1, len(result.trials)),
+        "median_trial_kwh": float(result.completed["energy_kwh"].median()),
+        "best_accuracy": float(result.completed["accuracy"].max()),
+    }), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", help="an older checkout to run alongside this one")
+    parser.add_argument("--child", metavar="CHECKOUT",
+                        help="only one study, with tuner from CHECKOUT; prints its figures as one JSON line")
+    args = parser.parse_args()
+    if args.child:
+        child(Path(args.child))
+        return
+    env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
+           "RAY_AIR_NEW_OUTPUT": "0"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    checkouts = {"before": Path(args.before).resolve()} if args.before else {}
+    checkouts["after" if args.before else "this"] = ROOT
+    procs = {}
+    for name, path in checkouts.items():
+        if procs:  # two Ray nodes starting at once on a loaded machine time out; the studies still overlap
+            time.sleep(STAGGER_S)
+        procs[name] = subprocess.Popen([sys.executable, __file__, "--child", str(path)], env=env,
+                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    rows = {}
+    for name, proc in procs.items():
+        out, _ = proc.communicate()
+        if proc.returncode:
+            raise SystemExit(f"the {name} quickstart failed (exit {proc.returncode}); run it alone: "
+                             f"{__file__} --child {checkouts[name]}")
+        rows[name] = json.loads(out.strip().splitlines()[-1])
+    print(f"{'':<24}" + "".join(f"{name:>14}" for name in rows) + ("   after/before" if args.before else ""))
+    for key in next(iter(rows.values())):
+        values = [rows[name][key] for name in rows]
+        ratio = f"{values[-1] / values[0]:>14.2f}x" if args.before and values[0] else ""
+        print(f"{key:<24}" + "".join(f"{v:>14.3g}" for v in values) + ratio)
+    print("(the tuner's share is overhead_kwh / total_kwh; goal <= 3 %)")
+
+
+if __name__ == "__main__":
+    main()
