@@ -121,10 +121,6 @@ def test_sigkilled_driver_resumes_with_books_straight(ray_session, tmp_path: Pat
     completed = trials[trials["status"] == "completed"]
     assert len(completed) == GRID_POINTS
     assert completed["x"].round(6).nunique() == GRID_POINTS
-    starts = Counter(float(line) for line in (tmp_path / "marks.txt").read_text().split())
-    for x in completed["x"]:
-        assert starts[round(x, 6)] == 1 or round(x, 6) in {round(e["params"]["x"], 6) for e in flying_before.values()
-                                                             if trials.loc[e["trial_id"], "status"] == "interrupted"}
     # the budget saw every kWh once: all trials of both drivers plus both drivers' overhead
     assert state["total_energy_kwh"] == pytest.approx(trials["energy_kwh"].sum() + state["overhead_kwh"], rel=1e-9)
     assert trials["energy_kwh"].sum() >= spent_before
