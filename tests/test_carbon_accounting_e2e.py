@@ -55,6 +55,7 @@ def test_study_records_trial_and_study_co2(ray_session, tmp_path: Path) -> None:
     assert child.data.tags["carbon_provider"] == "static (user override)"
 
 
+@pytest.mark.slow
 def test_threshold_policy_waits_for_clean_power_and_the_saving_is_booked(
     ray_session, tmp_path: Path, capfd: pytest.CaptureFixture
 ) -> None:

@@ -23,7 +23,7 @@ import yaml
 from tests.local_cluster import LocalCluster, WorkerSpec
 from tuner.study.files import read_trials_csv
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
 FR_MARKER, DE_MARKER = 1.0, 2.0
 FR_G, DE_G = 50.0, 400.0

@@ -201,6 +201,7 @@ def test_mlflow_down_mid_study_queues_on_disk_and_flushes_when_back(ray_session,
             ctl.stop_server()
 
 
+@pytest.mark.slow
 def test_mlflow_that_never_comes_back_warns_keeps_everything_and_flushes_later(
     ray_session, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):

@@ -31,6 +31,7 @@ def _overshoot_tolerance_kwh(result: tuner.TuneResult, interval_s: float) -> flo
     return float(stopped["avg_power_w"].fillna(0).sum()) * interval_s / J_PER_KWH
 
 
+@pytest.mark.slow
 def test_digits_mlp_study_finds_a_front_within_budget(ray_session, tmp_path: Path):
     pytest.importorskip("torch")
     budget = 0.00012

@@ -189,6 +189,7 @@ class Study:
             finishing = self.state.get("finishing_reason")  # its driver died writing the report: no trial runs
             if finishing is None:
                 self._run_trials(launcher, callback, pauser)
+            self._snapshot_if_behind()  # before the CO2 is summed: its CPU is overhead too
             carbon = {**_study_carbon(accountant, ledger), **gate_report(launcher), **gate_report(pauser)}
             if finishing is not None:
                 finish_reason = str(finishing)
@@ -298,6 +299,15 @@ class Study:
         cost_kwh = self._snapshot_cpu_s * self.ledger.watts_per_core / J_PER_KWH
         return cost_kwh <= SNAPSHOT_SHARE * (self.ledger.trials_kwh - self._snapshot_trials_kwh)
 
+    def _snapshot_if_behind(self) -> None:
+        """At the end: the trials since a snapshot that waited, so a resume starts from all of them."""
+        if self._snapshot_trials_kwh is None or self._snapshot_trials_kwh >= self.ledger.trials_kwh:
+            return
+        try:
+            self.save_searcher()
+        except OSError as exc:
+            logger.error("could not write the optimiser's snapshot (%s); a resume rebuilds it from the ledger", exc)
+
     def save_searcher(self) -> None:
         """Write the optimiser's snapshot, its CPU charged to the tuner's overhead."""
         start = time.process_time()
@@ -339,11 +349,6 @@ class Study:
         from tuner.reporting import build_report
 
         ledger, files = self.ledger, self.files
-        if self._snapshot_trials_kwh is not None and self._snapshot_trials_kwh < ledger.trials_kwh:
-            try:  # the last trials since a snapshot that waited: a resume then starts from all of them
-                self.save_searcher()
-            except OSError as exc:
-                logger.error("could not write the optimiser's snapshot (%s); a resume rebuilds it from the ledger", exc)
         self.state.update({
             "total_energy_kwh": ledger.total_kwh, "overhead_kwh": ledger.overhead_kwh,
             "co2_kg": carbon.get("co2_kg"), "co2_counterfactual_kg": carbon.get("co2_counterfactual_kg"),
