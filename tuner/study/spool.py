@@ -15,7 +15,7 @@ trial ends its objective (and the objective's processes), writes its energy, and
 own process rather than spend energy nobody will book. A trial on another node is ended
 by Ray when it notices the driver has gone.
 
-This module is imported in every trial process: standard library only.
+This module is imported in every trial process: standard library and :mod:`tuner.redact` only.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import socket
 import time
 from pathlib import Path
 from typing import Any
+
+from tuner.redact import redact_obj  # secrets masked, as in ledger.json
 
 SPOOL_DIR = "inflight"
 
@@ -46,7 +48,7 @@ def write_last_word(directory: str | None, trial_id: str, result: dict[str, Any]
     path = spool_file(directory, trial_id)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps({"at": time.time(), "result": result}, default=str))
+        tmp.write_text(json.dumps({"at": time.time(), "result": redact_obj(result)}, default=str))
         os.replace(tmp, path)
     except OSError:
         try:
