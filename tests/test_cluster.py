@@ -143,6 +143,7 @@ def test_study_spreads_over_nodes_measures_each_on_its_node_and_logs_to_the_serv
         assert run.data.metrics["energy_kwh"] == pytest.approx(trial["energy_kwh"])
 
 
+@pytest.mark.slow
 def test_ray_job_submit_runs_greentune_on_the_cluster(cluster, mlflow_server, tmp_path: Path):
     job_dir = tmp_path / "job"
     job_dir.mkdir()
@@ -177,6 +178,7 @@ def _run_cli(study: Path, cluster: LocalCluster) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_whole_gpus_are_exclusive_metered_by_uuid_and_power_limited_then_restored(
     cluster, mlflow_server, fake_gpus: Path, tmp_path: Path
 ):
