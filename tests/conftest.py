@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
@@ -11,6 +12,9 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("RAY_ADDRESS", None)
+# One migrated MLflow store template per session (tuner/tracking/sqlite_template.py), not
+# the user's cache: subprocesses inherit it.
+os.environ.setdefault("GREENTUNE_CACHE_DIR", tempfile.mkdtemp(prefix="greentune-cache-"))
 
 
 @pytest.fixture(scope="session")

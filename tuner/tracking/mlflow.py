@@ -40,7 +40,10 @@ class StudyTracker:
         import mlflow
         from mlflow.tracking import MlflowClient
 
+        from tuner.tracking.sqlite_template import prepare_store
+
         self.tracking_uri = config.tracking_uri
+        prepare_store(self.tracking_uri)  # a new SQLite store by copy, not by migrations
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
         self._mlflow = mlflow
         name = config.mlflow.experiment or f"greentune-{config.study_name}"
