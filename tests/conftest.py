@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -14,7 +16,9 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("RAY_ADDRESS", None)
 # One migrated MLflow store template per session (tuner/tracking/sqlite_template.py), not
 # the user's cache: subprocesses inherit it.
-os.environ.setdefault("GREENTUNE_CACHE_DIR", tempfile.mkdtemp(prefix="greentune-cache-"))
+if "GREENTUNE_CACHE_DIR" not in os.environ:
+    os.environ["GREENTUNE_CACHE_DIR"] = tempfile.mkdtemp(prefix="greentune-cache-")
+    atexit.register(shutil.rmtree, os.environ["GREENTUNE_CACHE_DIR"], True)
 
 
 @pytest.fixture(scope="session")
