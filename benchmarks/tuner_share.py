@@ -3,13 +3,16 @@
     python benchmarks/tuner_share.py --before /path/to/old/checkout
     python benchmarks/tuner_share.py                 # this checkout alone
     python benchmarks/tuner_share.py --child /path/to/checkout   # one study, one JSON line
+    python benchmarks/tuner_share.py --child /path/to/checkout --seed 1   # another seed than the YAML's 0
 
 Runs ``examples/quickstart.yaml`` through ``tuner.tune`` once per checkout, both at the same
 time (each on its own local Ray, the second started a minute later), so both see the same load on a shared machine. The
 tuner's share is the study's ``overhead_kwh`` (driver CPU spent choosing trials: BO steps,
 the energy model, the optimiser's snapshots) over its total kWh; issue 21's goal is at most
 3 %. Prints each study's trials, wall time, total and overhead kWh, the tuner's CPU
-seconds per trial, the median trial's kWh, and the after/before ratios.
+seconds per trial, the median trial's kWh, the best accuracy, the Pareto front's size and
+its hypervolume (accuracy against kWh, from the fixed reference :data:`HV_REFERENCE`, as a
+share of the box up to accuracy 1 and 0 kWh), and the after/before ratios.
 """
 
 from __future__ import annotations
@@ -25,16 +28,29 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGGER_S = 60.0
+HV_REFERENCE = (0.5, 1e-4)  # (accuracy, kWh): the quickstart's trials lie within it
 
 
-def child(checkout: Path) -> None:
-    """One quickstart with ``tuner`` from ``checkout``; prints one JSON line."""
+def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float] = HV_REFERENCE) -> float:
+    """Share of the box from ``ref`` to (accuracy 1, 0 kWh) that (accuracy max, kWh min) points dominate."""
+    good = sorted((e, a) for a, e in points if a > ref[0] and e < ref[1])
+    volume, best = 0.0, ref[0]
+    for i, (energy, accuracy) in enumerate(good):
+        best = max(best, accuracy)
+        upper = good[i + 1][0] if i + 1 < len(good) else ref[1]
+        volume += (upper - energy) * (best - ref[0])
+    return volume / ((1.0 - ref[0]) * ref[1])
+
+
+def child(checkout: Path, seed: int | None = None) -> None:
+    """One quickstart with ``tuner`` from ``checkout`` (``seed``: the YAML's unless given); prints one JSON line."""
     sys.path.insert(0, str(checkout))
     import tuner
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        result = tuner.tune(ROOT / "examples" / "quickstart.yaml", output_dir=Path(tmp) / "quickstart", progress=False)
+        result = tuner.tune(ROOT / "examples" / "quickstart.yaml", output_dir=Path(tmp) / "quickstart", progress=False,
+                            seed=seed)
         wall = time.perf_counter() - start
         state = json.loads((Path(tmp) / "quickstart" / "study.json").read_text())
     extra = state.get("extra", {})
@@ -44,6 +60,9 @@ def child(checkout: Path) -> None:
         "tuner_cpu_s_per_trial": extra.get("searcher_cpu_s", 0.0) / max(1, len(result.trials)),
         "median_trial_kwh": float(result.completed["energy_kwh"].median()),
         "best_accuracy": float(result.completed["accuracy"].max()),
+        "front_size": len(result.pareto_front),
+        "hypervolume": hypervolume(list(zip(result.completed["accuracy"], result.completed["energy_kwh"],
+                                            strict=True))),
     }), flush=True)
 
 
@@ -52,9 +71,10 @@ def main() -> None:
     parser.add_argument("--before", help="an older checkout to run alongside this one")
     parser.add_argument("--child", metavar="CHECKOUT",
                         help="only one study, with tuner from CHECKOUT; prints its figures as one JSON line")
+    parser.add_argument("--seed", type=int, help="the studies' seed (default: the YAML's, 0)")
     args = parser.parse_args()
     if args.child:
-        child(Path(args.child))
+        child(Path(args.child), args.seed)
         return
     env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
            "RAY_AIR_NEW_OUTPUT": "0"}
@@ -65,7 +85,8 @@ def main() -> None:
     for name, path in checkouts.items():
         if procs:  # two Ray nodes starting at once on a loaded machine time out; the studies still overlap
             time.sleep(STAGGER_S)
-        procs[name] = subprocess.Popen([sys.executable, __file__, "--child", str(path)], env=env,
+        seed = [] if args.seed is None else ["--seed", str(args.seed)]
+        procs[name] = subprocess.Popen([sys.executable, __file__, "--child", str(path), *seed], env=env,
                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     rows = {}
     for name, proc in procs.items():
