@@ -212,3 +212,39 @@ def test_a_resumed_search_regenerates_its_queue_and_runs_nothing_twice(tmp_path)
     nxt = [resumed.ask() for _ in range(MAX_BATCH)]
     assert resumed.policy.steps == {"lean": 1}  # one batch, in the resumed searcher's own step
     assert len({tuple(sorted(p.items())) for p in nxt}) == MAX_BATCH
+
+
+def test_the_energy_models_optimisation_is_spaced_in_proportion_to_a_trial():
+    from tuner.search.step_policy import upkeep_every
+
+    optimise = 0.6 * KWH_PER_CPU_S  # a kernel optimisation on 100 trials
+    assert upkeep_every(optimise, 0.05, 100, 3) == 3  # GPU trials: every third trial, as before
+    assert upkeep_every(optimise, 10 * KWH_PER_CPU_S, 100, 3) == 3  # 6 % of a trial: kept
+    cheap = 0.5 * KWH_PER_CPU_S  # trials of half a CPU-second
+    assert upkeep_every(optimise, cheap, 100, 3) == 40  # 3 % of each of 40 trials
+    assert upkeep_every(optimise, cheap, 30, 3) == 15  # but again once the data has grown by half
+    assert upkeep_every(None, cheap, 30, 3) == 3
+
+
+def test_a_lean_step_counts_the_tuners_own_spend_in_each_candidates_cost():
+    """The cost-aware acquisition's kWh gains the tuner's spend per trial on a lean step, none on the full one."""
+    import torch
+    from botorch.acquisition.multi_objective.objective import WeightedMCMultiOutputObjective
+    from botorch.models import ModelListGP, SingleTaskGP
+
+    from tuner.search.cost_aware import CostAwareLogNEHVI
+
+    torch.manual_seed(0)
+    X = torch.rand(8, 2, dtype=torch.float64)
+    model = ModelListGP(SingleTaskGP(X, X.sum(-1, keepdim=True)), SingleTaskGP(X, X[:, :1]))
+    kwargs = dict(model=model, ref_point=[-3.0, -3.0], X_baseline=X, cost_weight=1.0, energy_mean=-6.0,
+                  energy_std=0.3, objective=WeightedMCMultiOutputObjective(torch.tensor([1.0, -1.0], dtype=torch.float64)))
+    plain, with_overhead = CostAwareLogNEHVI(**kwargs), CostAwareLogNEHVI(**kwargs, overhead_kwh=2e-6)
+    candidates = torch.rand(5, 1, 2, dtype=torch.float64)
+    with torch.no_grad():
+        kwh = plain.log_kwh(candidates).exp()
+        assert torch.allclose(with_overhead.log_kwh(candidates).exp(), kwh + 2e-6)
+
+    searcher = _searcher()
+    searcher.cpu_seconds, searcher.told_trials = 36.0, 72  # half a CPU-second per trial
+    assert searcher.overhead_per_trial_kwh() == pytest.approx(0.5 * KWH_PER_CPU_S)

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 from tuner.config import ENERGY_METRIC, Choice, FloatRange, IntRange
+from tuner.energy import J_PER_KWH
 from tuner.search.base import Affordable, GreentuneSearcher, Outcome, SearchParam
 from tuner.search.step_policy import DEFAULT_WATTS_PER_CORE, FULL, LEAN_REFIT_GROWTH, Step, StepPolicy, StepTier
 
@@ -196,8 +197,8 @@ class AxSearcher(GreentuneSearcher):
             # Ax warns on every step before thresholds exist, and torch on its own internals.
             warnings.simplefilter("ignore", Warning)
             try:
-                self._set_cost_options()
                 tier, batch = self._configure_step()
+                self._set_cost_options(tier)
                 start = time.process_time()
                 with ax_compat.discrete_local_search(self._discrete), \
                         ax_compat.surrogate_fit_routed_through(self._fits.fit if self._fits else None):
@@ -249,11 +250,13 @@ class AxSearcher(GreentuneSearcher):
             return COST_WEIGHT_WITHOUT_BUDGET
         return max(0.0, 1.0 - max(spent))
 
-    def _set_cost_options(self) -> None:
+    def _set_cost_options(self, tier: StepTier = FULL) -> None:
         """Give the cost-aware acquisition this step's weight and Ax's standardisation of energy.
 
         The model sees energy standardised over the trials Ax has data for (``StandardizeY``:
         mean and sample standard deviation); the same figures turn its prediction back into kWh.
+        A lean step (the tuner's own spend is significant against the trials) adds that
+        spend per trial to every candidate's kWh; the full step adds nothing.
         """
         if not self.cost_aware:
             return
@@ -273,7 +276,14 @@ class AxSearcher(GreentuneSearcher):
             energy_mean=float(energies.mean()),
             energy_std=float(energies.std(ddof=1)) or 1.0,
             energy_log10=self.log_energy,
+            overhead_kwh=self.overhead_per_trial_kwh() if tier is not FULL else 0.0,
         )
+
+    def overhead_per_trial_kwh(self) -> float:
+        """The tuner's own energy per trial told so far: its CPU (steps, energy model, snapshots) at the driver's watts."""
+        if self.policy is None or not self.told_trials:
+            return 0.0
+        return self.cpu_seconds / self.told_trials * self.policy.watts_per_core / J_PER_KWH
 
     def _attach_unseen_sample(self) -> dict[str, Any]:
         """After a repeat, or :data:`MAX_REJECTED` likely failures in a row: a random unseen draw."""

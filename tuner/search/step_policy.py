@@ -148,4 +148,19 @@ def choose(full_kwh: float | None, lean_kwh: float | None, median_trial_kwh: flo
     return Step(LEAN, max(1, min(max_batch, math.ceil(per_step / (share * median_trial_kwh)))))
 
 
-__all__ = ["FULL", "LEAN", "LEAN_ABOVE", "MAX_BATCH", "TARGET_SHARE", "Step", "StepPolicy", "StepTier", "choose"]
+def upkeep_every(cost_kwh: float | None, median_trial_kwh: float | None, trials: int, least: int,
+                 share: float = TARGET_SHARE, lean_above: float = LEAN_ABOVE) -> int:
+    """Trials between two runs of a periodic upkeep (the energy model's optimisation) that costs ``cost_kwh``.
+
+    ``least`` (its own default) while it costs at most ``lean_above`` of the median trial,
+    as the full BO step is kept; otherwise as many trials as bring it to ``share`` of
+    each, but never more than half the ``trials`` it was last run on, so that it still
+    runs whenever the data has grown by half.
+    """
+    if cost_kwh is None or median_trial_kwh is None or median_trial_kwh <= 0 \
+            or cost_kwh <= lean_above * median_trial_kwh:
+        return least
+    return max(least, min(math.ceil(cost_kwh / (share * median_trial_kwh)), trials // 2))
+
+
+__all__ = ["FULL", "LEAN", "LEAN_ABOVE", "MAX_BATCH", "TARGET_SHARE", "Step", "StepPolicy", "StepTier", "choose", "upkeep_every"]
