@@ -12,7 +12,15 @@ import pytest
 from tuner.config import FloatRange, IntRange
 from tuner.search.base import Outcome
 from tuner.search.energy_model import EnergyPrediction
-from tuner.search.step_policy import FULL, LEAN, LEAN_ABOVE, MAX_BATCH, TARGET_SHARE, StepPolicy, choose
+from tuner.search.step_policy import (
+    FULL,
+    LEAN,
+    LEAN_ABOVE,
+    MAX_BATCH,
+    TARGET_SHARE,
+    StepPolicy,
+    choose,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("GREENTUNE_DATA") or ROOT.parent / "shared" / "data")

@@ -23,7 +23,14 @@ import numpy as np
 from tuner.config import ENERGY_METRIC, Choice, FloatRange, IntRange
 from tuner.energy import J_PER_KWH
 from tuner.search.base import Affordable, GreentuneSearcher, Outcome, SearchParam
-from tuner.search.step_policy import DEFAULT_WATTS_PER_CORE, FULL, LEAN_REFIT_GROWTH, Step, StepPolicy, StepTier
+from tuner.search.step_policy import (
+    DEFAULT_WATTS_PER_CORE,
+    FULL,
+    LEAN_REFIT_GROWTH,
+    Step,
+    StepPolicy,
+    StepTier,
+)
 
 
 class AxSearcher(GreentuneSearcher):
