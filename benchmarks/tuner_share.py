@@ -4,6 +4,7 @@
     python benchmarks/tuner_share.py                 # this checkout alone
     python benchmarks/tuner_share.py --child /path/to/checkout   # one study, one JSON line
     python benchmarks/tuner_share.py --child /path/to/checkout --seed 1   # another seed than the YAML's 0
+    python benchmarks/tuner_share.py --child /path/to/checkout --parts   # and where the tuner's CPU went
 
 Runs ``examples/quickstart.yaml`` through ``tuner.tune`` once per checkout, both at the same
 time (each on its own local Ray, the second started a minute later), so both see the same load on a shared machine. The
@@ -42,10 +43,17 @@ def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float] = HV
     return volume / ((1.0 - ref[0]) * ref[1])
 
 
-def child(checkout: Path, seed: int | None = None) -> None:
-    """One quickstart with ``tuner`` from ``checkout`` (``seed``: the YAML's unless given); prints one JSON line."""
+def child(checkout: Path, seed: int | None = None, parts: bool = False) -> None:
+    """One quickstart with ``tuner`` from ``checkout`` (``seed``: the YAML's unless given); prints one JSON line.
+
+    ``parts``: also the tuner's CPU seconds per trial in each of its parts (the searcher's
+    asks and tells, the energy model's fits, the optimiser's snapshots), and each BO step's
+    (tier, CPU seconds, completed trials) where the checkout has a step policy.
+    """
     sys.path.insert(0, str(checkout))
     import tuner
+
+    spent, steps = (_time_parts() if parts else ({}, []))
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -63,7 +71,47 @@ def child(checkout: Path, seed: int | None = None) -> None:
         "front_size": len(result.pareto_front),
         "hypervolume": hypervolume(list(zip(result.completed["accuracy"], result.completed["energy_kwh"],
                                             strict=True))),
+        **({"cpu_s_per_trial": {k: v / max(1, len(result.trials)) for k, v in spent.items()}, "steps": steps}
+           if parts else {}),
     }), flush=True)
+
+
+def _time_parts() -> tuple[dict[str, float], list]:
+    """Wrap the tuner's parts to sum their CPU seconds; the BO steps' (tier, CPU s, trials) as they happen."""
+    from tuner.search import ax_searcher
+    from tuner.study import budget, study
+
+    spent: dict[str, float] = {}
+    steps: list = []
+
+    def wrap(owner: type, name: str, label: str) -> None:
+        original = getattr(owner, name)
+
+        def timed(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            start = time.process_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.process_time() - start
+
+        setattr(owner, name, timed)
+
+    wrap(ax_searcher.AxSearcher, "ask", "ask")
+    wrap(ax_searcher.AxSearcher, "tell", "tell")
+    wrap(budget.BudgetGate, "_refit", "energy_model_fit")
+    wrap(study.Study, "save_searcher", "snapshot")
+    try:
+        from tuner.search import step_policy
+    except ImportError:  # a checkout from before the step policy
+        return spent, steps
+    observe = step_policy.StepPolicy.observe_step
+
+    def observed(policy, tier, cpu_s):  # noqa: ANN001, ANN202
+        steps.append((tier.name, round(cpu_s, 3), len(policy.trial_kwh)))
+        return observe(policy, tier, cpu_s)
+
+    step_policy.StepPolicy.observe_step = observed
+    return spent, steps
 
 
 def main() -> None:
@@ -72,9 +120,10 @@ def main() -> None:
     parser.add_argument("--child", metavar="CHECKOUT",
                         help="only one study, with tuner from CHECKOUT; prints its figures as one JSON line")
     parser.add_argument("--seed", type=int, help="the studies' seed (default: the YAML's, 0)")
+    parser.add_argument("--parts", action="store_true", help="with --child: where the tuner's CPU went")
     args = parser.parse_args()
     if args.child:
-        child(Path(args.child), args.seed)
+        child(Path(args.child), args.seed, args.parts)
         return
     env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
            "RAY_AIR_NEW_OUTPUT": "0"}
