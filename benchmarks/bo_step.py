@@ -12,7 +12,9 @@ timed right after a completed trial was told, so each one pays for a model refit
 real study. Prints the median wall and CPU seconds of the steps at about 10, 30 and 50
 completed trials (the five steps around each level), and the hypervolume the completed
 trials reach (as a share of the box spanned by all trials of both profiles), so that speed is not bought with search quality.
-Profiles: ``fast`` (greentune's step: cost-aware acquisition, warm-started model fits),
+Profiles: ``fast`` (greentune's step: cost-aware acquisition, warm-started model fits, its
+spend in proportion to a trial's: lean and batched against trials as cheap as these, see
+``tuner/search/step_policy.py``), ``fast-full`` (every step the full one, as before the policy),
 ``fast-plain`` (the same step with plain qLogNEHVI), ``fast-cold`` (every fit from scratch,
 as Ax does) and ``ax-default`` (Ax's own settings). ``--before CHECKOUT`` adds each profile
 run with ``tuner`` from an older checkout (in a child process, one after the other), so a
@@ -44,7 +46,7 @@ from tuner.search.ax_searcher import AxSearcher  # noqa: E402
 LEVELS = (10, 30, 50)
 
 
-PROFILES = ("fast", "fast-plain", "fast-cold", "ax-default")
+PROFILES = ("fast", "fast-full", "fast-plain", "fast-cold", "ax-default")
 
 
 def run_profile(profile: str, trials: int, seed: int, path: Path = DIGITS,
@@ -59,7 +61,8 @@ def run_profile(profile: str, trials: int, seed: int, path: Path = DIGITS,
                           initial_trials=config.initial_trials, step=step,  # type: ignore[arg-type]
                           # ax-default reproduces the searcher before the fast step: raw kWh to Ax, no failure model
                           log_energy=step != "ax-default", avoid_failures=step != "ax-default",
-                          cost_aware=profile != "fast-plain", warm_start=profile != "fast-cold")
+                          cost_aware=profile != "fast-plain", warm_start=profile != "fast-cold",
+                          **_full_step(profile))
     walls, cpus, points = [], [], []
     for i in range(trials):
         wall, cpu = time.perf_counter(), time.process_time()
@@ -72,6 +75,15 @@ def run_profile(profile: str, trials: int, seed: int, path: Path = DIGITS,
         if i + 1 in {n + 2 for n in LEVELS}:
             print(f"    [{profile}] {i + 1} trials, last step {walls[-1]:.2f} s", flush=True)
     return walls, cpus, points
+
+
+def _full_step(profile: str) -> dict:
+    """``fast-full``: every step the full one, one proposal each (greentune before the step policy)."""
+    if profile != "fast-full":
+        return {}
+    from tuner.search.step_policy import StepPolicy
+
+    return {"step_policy": StepPolicy(share=float("inf"))}
 
 
 def _completed(accuracy: float, energy: float):  # noqa: ANN202

@@ -22,6 +22,7 @@ def make_searcher(config: StudyConfig) -> GreentuneSearcher:
         return GridSearcher(**common, resolution=config.grid_resolution)
     if config.strategy == "random":
         return RandomSearcher(**common)
+    from tuner.energy import driver_watts_per_core
     from tuner.search.ax_searcher import AxSearcher
 
     return AxSearcher(
@@ -31,4 +32,5 @@ def make_searcher(config: StudyConfig) -> GreentuneSearcher:
         initial_trials=config.initial_trials,
         budget_kwh=config.budget_kwh,
         max_trials=config.max_trials,
+        watts_per_core=driver_watts_per_core(config.energy),  # what the driver's CPU is charged at
     )

@@ -36,12 +36,14 @@ __all__ = [
     "AxCompatibilityError",
     "bo_acquisition_class",
     "bo_acquisition_options",
+    "bo_model_gen_options",
     "check_compatibility",
     "configure_bo_node",
     "discrete_local_search",
     "experiment",
     "generation_strategy",
     "json_snapshot",
+    "on_bo_node",
     "register_for_json_snapshots",
     "register_input_constructor",
     "surrogate_fit_routed_through",
@@ -187,6 +189,19 @@ def configure_bo_node(
 def bo_acquisition_class(strategy: GenerationStrategy) -> type | None:
     """The BoTorch acquisition class ``strategy``'s BO node was built with, if one was named."""
     return _only_spec(_bo_node(strategy)).generator_kwargs.get("botorch_acqf_class")
+
+
+def bo_model_gen_options(strategy: GenerationStrategy) -> dict[str, Any]:
+    """The live ``model_gen_options`` of ``strategy``'s BO node (optimiser and acquisition options).
+
+    Ax reads it on every step, so a change applies to the next step.
+    """
+    return _only_spec(_bo_node(strategy)).generator_gen_kwargs.setdefault("model_gen_options", {})
+
+
+def on_bo_node(strategy: GenerationStrategy) -> bool:
+    """Whether ``strategy`` generates from its BO node now (rather than its initial design)."""
+    return strategy.current_node is _bo_node(strategy)
 
 
 def bo_acquisition_options(strategy: GenerationStrategy) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +21,16 @@ from typing import Any, Literal
 import numpy as np
 
 from tuner.config import ENERGY_METRIC, Choice, FloatRange, IntRange
+from tuner.energy import J_PER_KWH
 from tuner.search.base import Affordable, GreentuneSearcher, Outcome, SearchParam
+from tuner.search.step_policy import (
+    DEFAULT_WATTS_PER_CORE,
+    FULL,
+    LEAN_REFIT_GROWTH,
+    Step,
+    StepPolicy,
+    StepTier,
+)
 
 
 class AxSearcher(GreentuneSearcher):
@@ -54,6 +64,8 @@ class AxSearcher(GreentuneSearcher):
         max_trials: int | None = None,
         cost_aware: bool = True,
         warm_start: bool = True,
+        watts_per_core: float | None = None,
+        step_policy: StepPolicy | None = None,
     ) -> None:
         super().__init__(space, fixed, metric=metric, mode=mode, seed=seed)
         self.step = step
@@ -62,6 +74,12 @@ class AxSearcher(GreentuneSearcher):
         self.budget_kwh, self.max_trials = budget_kwh, max_trials
         self.cost_aware = cost_aware and method == "bo" and step == "fast"
         self._fits = WarmStartFits() if warm_start and method == "bo" and step == "fast" else None
+        # the step's spend in proportion to a trial's (tuner.search.step_policy); bo's fast step only
+        self.policy: StepPolicy | None = None
+        if method == "bo" and step == "fast":
+            self.policy = step_policy or StepPolicy(watts_per_core=watts_per_core or DEFAULT_WATTS_PER_CORE)
+        self._queue: list[tuple[int, dict[str, Any]]] = []  # a lean step's further proposals, not yet handed out
+        self._last_step_cpu_s = 0.0  # the last generation's CPU (all the proposals it made)
         self.told_kwh, self.told_trials = 0.0, 0  # every trial told, for the cost weight's schedule
         self.failures = FailureModel(self.space)
         self._rng = np.random.default_rng(seed)
@@ -159,14 +177,24 @@ class AxSearcher(GreentuneSearcher):
     def _key(self, params: dict[str, Any]) -> tuple:
         return self.failures._key(params)  # noqa: SLF001 - one notion of "same configuration"
 
+    def _taken(self, key: tuple) -> bool:
+        """Whether a configuration is running, or queued to run (a lean step's batch)."""
+        return key in self._pending or any(self._key(p) == key for _, p in self._queue)
+
+    def expected_step_cpu_seconds(self) -> float:
+        """CPU the next suggestion will likely cost: nothing while a batch is queued, else the last step's."""
+        return 0.0 if self._queue else self._last_step_cpu_s
+
     def _next_trial(self) -> tuple[int, dict[str, Any]] | None:
-        """Ax's next trial, or ``None`` while Ax waits for data that running trials will bring.
+        """The next proposal (queued from a batch, or Ax's), or ``None`` while Ax waits for data.
 
         With many trials at once, every trial of Ax's initial design can be running before
         any has finished; Ax then raises ``DataRequiredError`` rather than propose, and the
         study must wait. With none running (the initial trials all failed), Ax would wait
         for ever: a draw the search has not seen is taken instead.
         """
+        if self._queue:
+            return self._queue.pop(0)
         from ax.exceptions.core import DataRequiredError, SearchSpaceExhausted
         from ax.exceptions.generation_strategy import GenerationStrategyRepeatedPoints
 
@@ -176,17 +204,46 @@ class AxSearcher(GreentuneSearcher):
             # Ax warns on every step before thresholds exist, and torch on its own internals.
             warnings.simplefilter("ignore", Warning)
             try:
-                self._set_cost_options()
+                tier, batch = self._configure_step()
+                self._set_cost_options(tier)
+                start = time.process_time()
                 with ax_compat.discrete_local_search(self._discrete), \
                         ax_compat.surrogate_fit_routed_through(self._fits.fit if self._fits else None):
-                    ((index, params),) = self.client.get_next_trials(max_trials=1).items()
+                    trials = list(self.client.get_next_trials(max_trials=batch).items())
+                self._last_step_cpu_s = time.process_time() - start
+                if self.policy is not None and ax_compat.on_bo_node(ax_compat.generation_strategy(self.client)):
+                    self.policy.observe_step(tier, self._last_step_cpu_s)
             except (GenerationStrategyRepeatedPoints, SearchSpaceExhausted):  # a small space, nearly all tried
                 return self._attach(self._sample_unseen())
             except DataRequiredError:
                 if self._pending:
                     return None
                 return self._attach(self._sample_unseen())
-        return index, {k: _plain(v) for k, v in params.items()}
+        plain = [(index, {k: _plain(v) for k, v in params.items()}) for index, params in trials]
+        self._queue.extend(plain[1:])
+        return plain[0]
+
+    def _configure_step(self) -> tuple[StepTier, int]:
+        """This step's tier and batch (:mod:`tuner.search.step_policy`), set on Ax's BO node.
+
+        Until the BO node runs (Ax's initial design, and the step that moves on from it)
+        the step is the full one, proposing one trial.
+        """
+        if self.policy is None:
+            return FULL, 1
+        from tuner.search import ax_compat
+
+        strategy = ax_compat.generation_strategy(self.client)
+        step = self.policy.choose() if ax_compat.on_bo_node(strategy) else Step(FULL)
+        options = ax_compat.bo_model_gen_options(strategy)
+        options["optimizer_kwargs"] = dict(
+            step.tier.discrete_optimizer_kwargs if self._discrete else step.tier.optimizer_kwargs)
+        acqf = ax_compat.bo_acquisition_options(strategy)
+        acqf.pop("prune_baseline", None)
+        acqf.update(step.tier.acqf_kwargs)
+        if self._fits is not None:
+            self._fits.refit = step.tier.refit
+        return step.tier, step.batch
 
     def cost_weight(self) -> float:
         """How much a candidate's predicted kWh divides its gain.
@@ -200,11 +257,13 @@ class AxSearcher(GreentuneSearcher):
             return COST_WEIGHT_WITHOUT_BUDGET
         return max(0.0, 1.0 - max(spent))
 
-    def _set_cost_options(self) -> None:
+    def _set_cost_options(self, tier: StepTier = FULL) -> None:
         """Give the cost-aware acquisition this step's weight and Ax's standardisation of energy.
 
         The model sees energy standardised over the trials Ax has data for (``StandardizeY``:
         mean and sample standard deviation); the same figures turn its prediction back into kWh.
+        A lean step (the tuner's own spend is significant against the trials) adds that
+        spend per trial to every candidate's kWh; the full step adds nothing.
         """
         if not self.cost_aware:
             return
@@ -224,7 +283,14 @@ class AxSearcher(GreentuneSearcher):
             energy_mean=float(energies.mean()),
             energy_std=float(energies.std(ddof=1)) or 1.0,
             energy_log10=self.log_energy,
+            overhead_kwh=self.overhead_per_trial_kwh() if tier is not FULL else 0.0,
         )
+
+    def overhead_per_trial_kwh(self) -> float:
+        """The tuner's own energy per trial told so far: its CPU (steps, energy model, snapshots) at the driver's watts."""
+        if self.policy is None or not self.told_trials:
+            return 0.0
+        return self.cpu_seconds / self.told_trials * self.policy.watts_per_core / J_PER_KWH
 
     def _attach_unseen_sample(self) -> dict[str, Any]:
         """After a repeat, or :data:`MAX_REJECTED` likely failures in a row: a random unseen draw."""
@@ -240,7 +306,7 @@ class AxSearcher(GreentuneSearcher):
         draw: dict[str, Any] = {}
         for _ in range(100):
             draw = {name: sample(param, self._rng) for name, param in self.space.items()}
-            if not self.failures.seen(draw) and self._key(draw) not in self._pending \
+            if not self.failures.seen(draw) and not self._taken(self._key(draw)) \
                     and not (self.avoid_failures and self.failures.likely_fails(draw)):
                 break
         return draw
@@ -260,7 +326,7 @@ class AxSearcher(GreentuneSearcher):
         for _ in range(WITHIN_CANDIDATES):
             draw = {name: sample(param, self._rng) for name, param in self.space.items()}
             key = self._key(draw)
-            if key in seen or self.failures.seen(draw) or key in self._pending \
+            if key in seen or self.failures.seen(draw) or self._taken(key) \
                     or (self.avoid_failures and self.failures.likely_fails(draw)):
                 continue
             seen.add(key)
@@ -292,6 +358,8 @@ class AxSearcher(GreentuneSearcher):
         self.told_trials += 1
         if outcome.status == "completed":
             assert outcome.metric is not None
+            if self.policy is not None:
+                self.policy.observe_trial(outcome.energy_kwh)
             self.client.complete_trial(
                 index, raw_data={self.metric: outcome.metric, ENERGY_METRIC: self._energy_value(outcome.energy_kwh)}
             )
@@ -370,6 +438,8 @@ class AxSearcher(GreentuneSearcher):
             if key in done:
                 self.told_kwh += outcome.energy_kwh or 0.0
                 self.told_trials += 1
+                if self.policy is not None and outcome.status == "completed":
+                    self.policy.observe_trial(outcome.energy_kwh)
                 if outcome.status != "stopped":
                     self.failures.add(plain, failed=outcome.status == "failed")
                 continue
@@ -385,6 +455,7 @@ class AxSearcher(GreentuneSearcher):
         from ax import Client
 
         self.client = Client.load_from_json_file(checkpoint_path)
+        self._queue.clear()  # the snapshot's open trials are not this searcher's queue
 
     @property
     def generation_strategy_name(self) -> str:
@@ -462,15 +533,16 @@ def _unit(param: SearchParam, value: Any) -> float:
 
 
 # The fast step's acquisition-optimiser settings (Ax 1.3.1 defaults: 20 restarts, 1024 raw
-# samples, 128 MC samples). Measured by benchmarks/overhead.py, hypervolume by zeus_traces.py.
-FAST_OPTIMIZER_KWARGS: dict[str, Any] = {"num_restarts": 2, "raw_samples": 128, "options": {"maxiter": 60}}
-FAST_ACQF_KWARGS: dict[str, Any] = {"mc_samples": 32}
+# samples, 128 MC samples): the full tier of tuner.search.step_policy. Measured by
+# benchmarks/overhead.py, hypervolume by zeus_traces.py.
+FAST_OPTIMIZER_KWARGS: dict[str, Any] = FULL.optimizer_kwargs
+FAST_ACQF_KWARGS: dict[str, Any] = FULL.acqf_kwargs
 
 
 # Local search over a discrete space: from the ``num_restarts`` best of ``raw_samples``
 # random points, move to the best neighbour (one parameter one value away) until none is
 # better, never onto a point tried or pending. Measured by benchmarks/zeus_traces.py.
-FAST_DISCRETE_OPTIMIZER_KWARGS: dict[str, Any] = {"num_restarts": 4, "raw_samples": 256}
+FAST_DISCRETE_OPTIMIZER_KWARGS: dict[str, Any] = FULL.discrete_optimizer_kwargs
 MAX_LOCAL_SEARCH_VALUES = 100  # BoTorch's MAX_CARDINALITY_FOR_LOCAL_SEARCH
 
 
@@ -528,13 +600,22 @@ class WarmStartFits:
     def __init__(self) -> None:
         self.state: dict[tuple, dict[str, Any]] = {}  # (outcomes, features) -> last fit's state_dict
         self.cold_size: dict[tuple, int] = {}  # training points at the last fit from scratch
-        self.warm, self.cold = 0, 0
+        self.optimised_size: dict[tuple, int] = {}  # training points when the hyperparameters were last optimised
+        self.refit = True  # False for a lean step: keep the hyperparameters while the data grew by < half
+        self.warm, self.cold, self.kept = 0, 0, 0
 
     def fit(self, original: Any, surrogate: Any, datasets: Sequence[Any], digest: Any, **kwargs: Any) -> None:
         key = (tuple(n for d in datasets for n in d.outcome_names), tuple(digest.feature_names))
         size = max(len(d.X) for d in datasets)
-        warm = kwargs.get("state_dict") is None and key in self.state \
-            and size < COLD_REFIT_GROWTH * self.cold_size[key]
+        known = kwargs.get("state_dict") is None and key in self.state
+        if known and not self.refit and size < LEAN_REFIT_GROWTH * self.optimised_size[key]:
+            try:  # a lean step: the last hyperparameters, conditioned on the new trials
+                original(surrogate, datasets, digest, **{**kwargs, "state_dict": self.state[key], "refit": False})
+                self.kept += 1
+                return
+            except RuntimeError:  # the model's shape changed: optimise
+                pass
+        warm = known and (size < COLD_REFIT_GROWTH * self.cold_size[key] or not self.refit)
         if warm:
             try:
                 original(surrogate, datasets, digest, **{**kwargs, "state_dict": self.state[key]})
@@ -545,6 +626,7 @@ class WarmStartFits:
             original(surrogate, datasets, digest, **kwargs)
             self.cold += 1
             self.cold_size[key] = size
+        self.optimised_size[key] = size
         self.state[key] = {name: value.detach().clone() for name, value in surrogate.model.state_dict().items()}
 
 

@@ -11,6 +11,13 @@ ends free to buy the dear points of the front.
 The energy model is the GP's own: the posterior mean of the energy objective, which Ax has
 standardised; ``energy_mean`` and ``energy_std`` undo that, and ``energy_log10`` says the
 searcher models log10 kWh (the default) rather than kWh.
+
+``overhead_kwh`` is what the tuner itself spends per trial (its BO step, energy model and
+bookkeeping), added to every candidate's predicted kWh: a trial costs the study its own
+energy and the choosing of it. The searcher passes it only when that spend is significant
+against the trials (:mod:`tuner.search.step_policy`'s lean step); then a trial of half a
+CPU-second no longer looks ten times cheaper than one of five when choosing either costs
+half a CPU-second.
 """
 
 from __future__ import annotations
@@ -32,9 +39,10 @@ class CostAwareLogNEHVI(qLogNoisyExpectedHypervolumeImprovement):
 
     def __init__(self, *args: Any, cost_weight: float = 0.0, energy_index: int = 1,
                  energy_mean: float = 0.0, energy_std: float = 1.0, energy_log10: bool = True,
-                 **kwargs: Any) -> None:
+                 overhead_kwh: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.cost_weight = cost_weight
+        self.overhead_kwh = overhead_kwh
         self.energy_index = energy_index
         self.energy_mean, self.energy_std, self.energy_log10 = energy_mean, energy_std, energy_log10
 
@@ -54,11 +62,14 @@ class CostAwareLogNEHVI(qLogNoisyExpectedHypervolumeImprovement):
             per_candidate = value * math.log(10.0)
         else:
             per_candidate = torch.log(value.clamp_min(1e-12))
+        if self.overhead_kwh > 0:  # each trial also costs the tuner's choosing of it
+            per_candidate = torch.logaddexp(per_candidate, torch.full_like(per_candidate, math.log(self.overhead_kwh)))
         return torch.logsumexp(per_candidate, dim=-1)
 
 
 _COST_DEFAULTS: dict[str, Any] = {
     "cost_weight": 0.0, "energy_index": 1, "energy_mean": 0.0, "energy_std": 1.0, "energy_log10": True,
+    "overhead_kwh": 0.0,
 }
 
 

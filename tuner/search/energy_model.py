@@ -36,6 +36,7 @@ docs/search.md).
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -75,7 +76,9 @@ REOPTIMISE_EVERY = 3
 """Trials between two optimisations of the kernel's hyperparameters. In between, the GP
 keeps the last ones and is only conditioned on the new trials (and its band recalibrated
 on its leave-one-out errors), which costs milliseconds: optimised after every trial, the
-model cost more of a study of short trials than the BO step did (docs/search.md)."""
+model cost more of a study of short trials than the BO step did (docs/search.md). Against
+trials as cheap as an optimisation, the study spaces them further
+(:attr:`EnergyModel.reoptimise_every`, :func:`tuner.search.step_policy.upkeep_every`)."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,8 @@ class EnergyModel:
         self._key: tuple = ()
         self._theta: np.ndarray | None = None  # the last fit's kernel hyperparameters (warm start)
         self._optimised_at = 0  # trials when the hyperparameters were last optimised
+        self.reoptimise_every = REOPTIMISE_EVERY  # the study may space optimisations further (BudgetGate)
+        self.optimise_cpu_s: float | None = None  # CPU of the last fit that optimised the hyperparameters
         self._band = 0.0  # the upper band, in predictive standard deviations above the mean
         self._centre = 0.0  # the mean log kWh the GP is fitted around
         self.loo_r2 = math.nan  # leave-one-out R^2 of log kWh: how well the model predicts a trial unseen
@@ -170,16 +175,18 @@ class EnergyModel:
         warm = self._theta is not None and len(self._theta) == len(kernel.theta)
         if warm:
             kernel = kernel.clone_with_theta(self._theta)
-        reuse = warm and len(y) < self._optimised_at + REOPTIMISE_EVERY
+        reuse = warm and len(y) < self._optimised_at + max(REOPTIMISE_EVERY, self.reoptimise_every)
         # centred, not scaled: the kernel's bounds are in log kWh, whatever the study's scale
         gp = GaussianProcessRegressor(kernel, normalize_y=False, random_state=0,
                                       **({"optimizer": None} if reuse else {"n_restarts_optimizer": 1}))
         self._centre = float(np.mean(y))
+        start = time.process_time()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             gp.fit(x, y - self._centre)
         if not reuse:
             self._optimised_at = len(y)
+            self.optimise_cpu_s = time.process_time() - start
         self._theta = gp.kernel_.theta
         return gp
 

@@ -151,12 +151,27 @@ class BudgetGate(Searcher):
         done = [r for r in self.ledger.completed() if r.energy_kwh > 0]
         try:
             self.energy_model.fit([r.params for r in done], [r.energy_kwh for r in done])
+            self._space_optimisations()
         except Exception as exc:  # noqa: BLE001
             logger.warning("the energy model could not be fitted (%s: %s); trials are admitted on the median "
                            "completed trial instead", type(exc).__name__, exc)
             self.energy_model = EnergyModel(self.energy_model.space, self.energy_model.level, math.inf)
         finally:
             self.inner.cpu_seconds += time.process_time() - start
+
+    def _space_optimisations(self) -> None:
+        """Against trials as cheap as the model's optimisation, optimise it less often
+        (:func:`tuner.search.step_policy.upkeep_every`): in proportion to what a trial costs."""
+        from tuner.search.energy_model import REOPTIMISE_EVERY
+        from tuner.search.step_policy import upkeep_every
+
+        model = self.energy_model
+        cpu = getattr(model, "optimise_cpu_s", None)
+        if cpu is None:
+            return
+        model.reoptimise_every = upkeep_every(cpu * self.ledger.watts_per_core / J_PER_KWH,
+                                              self.ledger.expected_trial_kwh, model._optimised_at,  # noqa: SLF001
+                                              REOPTIMISE_EVERY)
 
     def _predict(self, params: dict[str, Any]) -> EnergyPrediction | None:
         """The proposal's predicted energy (``None`` while the model cannot say)."""
