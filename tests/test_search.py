@@ -313,6 +313,11 @@ def test_failure_model_learns_an_interaction_rule_and_predicts_it_on_unseen_conf
     assert model.failure_probability({**unseen[0], "c0": "y", "b3": False}) < model.threshold  # the bit alone is fine
     assert model.failure_probability({**unseen[0], "c0": "x", "b3": True}) < model.threshold  # the choice alone too
 
+    doomed = next(p for p in unseen if fails(p))
+    repaired = model.repair(doomed, np.random.default_rng(0), taken=lambda c: False)
+    assert repaired is not None and not fails(repaired)  # c0 changed, or bit 3 on
+    assert sum(repaired[k] != doomed[k] for k in space) == 1
+
 
 def test_failure_model_judges_nothing_before_a_failure_and_is_fitted_once_per_data():
     from tuner.search.failure_model import FailureModel

@@ -68,6 +68,7 @@ class AxSearcher(GreentuneSearcher):
         self._rng = np.random.default_rng(seed)
         self._pending: set[tuple] = set()  # proposed, not yet told
         self.random_draws = 0  # proposals replaced by a random unseen draw (repeats, likely failures)
+        self.repaired = 0  # proposals judged likely to fail, moved to a trusted neighbour
         self.affordable_draws = 0  # proposals the budget could not fit, replaced by an affordable draw
         quiet_ax_logging()
         from ax import Client
@@ -148,6 +149,16 @@ class AxSearcher(GreentuneSearcher):
                 self._index_of[id(plain)] = index
                 self._pending.add(self._key(plain))
                 return plain
+            if not repeat:
+                repaired = self.failures.repair(plain, self._rng, lambda c: self._key(c) in self._pending)
+                if repaired is not None:
+                    # Its nearest neighbour the failure model trusts, without another BO step.
+                    self.client.mark_trial_abandoned(index)
+                    self.repaired += 1
+                    index, plain = self._attach(repaired)
+                    self._index_of[id(plain)] = index
+                    self._pending.add(self._key(plain))
+                    return plain
             # Abandoned, not failed: Ax treats abandoned arms as pending, so the next
             # proposal moves away from this one.
             self.client.mark_trial_abandoned(index)

@@ -24,6 +24,7 @@ numpy only; a fit on 100 trials takes a few milliseconds, a prediction microseco
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,7 @@ PRIOR_GRID: tuple[tuple[float, float, float], ...] = tuple(
     (4.0, main, main * ratio) for main in (0.5, 2.0, 8.0) for ratio in (0.0, 0.1, 0.4)
 )
 NEWTON_STEPS = 30
+NUMERIC_NEIGHBOURS = 4  # draws per numeric parameter among a repair's candidates
 
 
 class FailureModel:
@@ -84,6 +86,31 @@ class FailureModel:
         if self._key(params) in self._failed_keys:
             return True
         return any(self.failed) and self.failure_probability(params) > self.threshold
+
+    def repair(self, params: dict[str, Any], rng: np.random.Generator,
+               taken: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
+        """The least likely to fail of ``params``' neighbours, if it is not likely to fail.
+
+        A neighbour changes one parameter: to each of its other values (a choice) or to
+        :data:`NUMERIC_NEIGHBOURS` uniform draws (a number). ``taken`` rules some out (tried,
+        pending). A proposal judged likely to fail is thus moved, without another BO step,
+        to the nearest configuration the model trusts, e.g. the same with bit 3 on.
+        """
+        from tuner.search.baselines import sample
+
+        candidates = []
+        for name, param in self.space.items():
+            if isinstance(param, Choice):
+                values = [v for v in param.values if v != params.get(name)]
+            else:
+                values = [sample(param, rng) for _ in range(NUMERIC_NEIGHBOURS)]
+            candidates += [{**params, name: v} for v in values]
+        candidates = [c for c in candidates if not self.seen(c) and not taken(c)]
+        if not candidates:
+            return None
+        probabilities = self.failure_probabilities(np.array([self._coords(c) for c in candidates]))
+        best = int(np.argmin(probabilities))
+        return candidates[best] if probabilities[best] <= self.threshold else None
 
     def _key(self, params: dict[str, Any]) -> tuple:
         return tuple(_plain(params.get(name)) for name in self.space)
