@@ -50,8 +50,8 @@ class FailureModel:
     likely to fail.
     """
 
-    def __init__(self, space: dict[str, SearchParam], threshold: float = FAILURE_THRESHOLD) -> None:
-        self.space, self.threshold = space, threshold
+    def __init__(self, space: dict[str, SearchParam], threshold: float | None = None) -> None:
+        self.space, self.threshold = space, FAILURE_THRESHOLD if threshold is None else threshold
         self.points: list[np.ndarray] = []
         self.failed: list[bool] = []
         self._failed_keys: set[tuple] = set()
