@@ -20,9 +20,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tuner.config import ENERGY_METRIC, Choice, FloatRange, IntRange
+from tuner.config import ENERGY_METRIC, Choice, FloatRange
 from tuner.energy import J_PER_KWH
 from tuner.search.base import Affordable, GreentuneSearcher, Outcome, SearchParam
+from tuner.search.failure_model import FailureModel
 from tuner.search.step_policy import (
     DEFAULT_WATTS_PER_CORE,
     FULL,
@@ -85,6 +86,7 @@ class AxSearcher(GreentuneSearcher):
         self._rng = np.random.default_rng(seed)
         self._pending: set[tuple] = set()  # proposed, not yet told
         self.random_draws = 0  # proposals replaced by a random unseen draw (repeats, likely failures)
+        self.repaired = 0  # proposals judged likely to fail, moved to a trusted neighbour
         self.affordable_draws = 0  # proposals the budget could not fit, replaced by an affordable draw
         quiet_ax_logging()
         from ax import Client
@@ -165,6 +167,16 @@ class AxSearcher(GreentuneSearcher):
                 self._index_of[id(plain)] = index
                 self._pending.add(self._key(plain))
                 return plain
+            if not repeat:
+                repaired = self.failures.repair(plain, self._rng, lambda c: self._taken(self._key(c)))
+                if repaired is not None:
+                    # Its nearest neighbour the failure model trusts, without another BO step.
+                    self.client.mark_trial_abandoned(index)
+                    self.repaired += 1
+                    index, plain = self._attach(repaired)
+                    self._index_of[id(plain)] = index
+                    self._pending.add(self._key(plain))
+                    return plain
             # Abandoned, not failed: Ax treats abandoned arms as pending, so the next
             # proposal moves away from this one.
             self.client.mark_trial_abandoned(index)
@@ -466,70 +478,6 @@ class AxSearcher(GreentuneSearcher):
 
 COST_WEIGHT_WITHOUT_BUDGET = 0.5  # without a budget there is nothing to cool towards; measured by zeus_traces.py
 MAX_REJECTED = 5  # proposals judged likely to fail, in a row, before a random unseen draw
-
-
-class FailureModel:
-    """Which configurations failed, and a kernel estimate of how likely a new one is to fail.
-
-    Ax learns nothing from a failed trial (it has no data) and even leaves failed arms out
-    of its deduplication, so a region that fails, e.g. out-of-memory batch sizes, keeps
-    being proposed. This remembers every finished configuration; a proposal that failed
-    before, or whose neighbourhood (weighted by distance in the normalised space) mostly
-    failed with enough evidence, is judged likely to fail.
-    """
-
-    def __init__(self, space: dict[str, SearchParam], bandwidth: float = 0.25, threshold: float = 0.6) -> None:
-        self.space, self.bandwidth, self.threshold = space, bandwidth, threshold
-        self.points: list[np.ndarray] = []
-        self.failed: list[bool] = []
-        self._failed_keys: set[tuple] = set()
-        self._seen_keys: set[tuple] = set()
-        self._categorical = np.array([isinstance(p, Choice) and not p.ordered for p in space.values()], dtype=bool)
-
-    def add(self, params: dict[str, Any], failed: bool) -> None:
-        self.points.append(self._coords(params))
-        self.failed.append(failed)
-        (self._failed_keys if failed else self._seen_keys).add(self._key(params))
-
-    def seen(self, params: dict[str, Any]) -> bool:
-        key = self._key(params)
-        return key in self._failed_keys or key in self._seen_keys
-
-    def failure_probability(self, params: dict[str, Any]) -> float:
-        """Kernel-weighted failure share near ``params``, shrunk towards 1/2 by one pseudo-trial."""
-        if not self.points:
-            return 0.5
-        diff = np.abs(np.array(self.points) - self._coords(params))
-        diff[:, self._categorical] = diff[:, self._categorical] > 0  # unordered: same or not
-        dist = np.sqrt((diff**2).mean(axis=1))
-        weights = np.exp(-((dist / self.bandwidth) ** 2))
-        return float((weights @ np.array(self.failed, dtype=float) + 0.5) / (weights.sum() + 1.0))
-
-    def likely_fails(self, params: dict[str, Any]) -> bool:
-        if self._key(params) in self._failed_keys:
-            return True
-        return bool(self.failed) and any(self.failed) and self.failure_probability(params) > self.threshold
-
-    def _key(self, params: dict[str, Any]) -> tuple:
-        return tuple(_plain(params.get(name)) for name in self.space)
-
-    def _coords(self, params: dict[str, Any]) -> np.ndarray:
-        return np.array([_unit(self.space[name], params.get(name)) for name in self.space])
-
-
-def _unit(param: SearchParam, value: Any) -> float:
-    """A value's position in [0, 1]; unordered choices are 0 or 1 apart (handled per dimension)."""
-    if isinstance(param, Choice):
-        index = param.values.index(value) if value in param.values else 0
-        if param.ordered:
-            return index / max(1, len(param.values) - 1)
-        return float(index)  # categorical: FailureModel counts any two distinct values 1 apart
-    assert isinstance(param, FloatRange | IntRange)
-    if param.high == param.low:
-        return 0.0
-    if param.log:
-        return (math.log(value) - math.log(param.low)) / (math.log(param.high) - math.log(param.low))
-    return (value - param.low) / (param.high - param.low)
 
 
 # The fast step's acquisition-optimiser settings (Ax 1.3.1 defaults: 20 restarts, 1024 raw
