@@ -426,7 +426,6 @@ def test_sigterm_interrupts_the_ledger_like_ctrl_c_and_the_handlers_are_put_back
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
 
 
-@pytest.mark.slow
 def test_a_deleted_output_dir_is_written_again_and_nothing_is_lost(ray_session, tmp_path: Path):
     address = ray_session.get_runtime_context().gcs_address
     study, out = _small_study(tmp_path), tmp_path / "out"
@@ -474,7 +473,6 @@ sys.exit(main(["run", sys.argv[2], "--address", sys.argv[3], "--quiet"]))
 """
 
 
-@pytest.mark.slow
 def test_a_driver_killed_while_writing_the_report_is_finished_by_resume(ray_session, tmp_path: Path):
     address = ray_session.get_runtime_context().gcs_address
     study, out, marker = _small_study(tmp_path), tmp_path / "out", tmp_path / "reporting"

@@ -233,7 +233,6 @@ def _files_holding(root: Path, secrets: tuple[str, ...]) -> list[str]:
 
 
 @pytest.mark.ray
-@pytest.mark.slow
 def test_no_secret_reaches_any_output_of_a_real_study(ray_session, tmp_path: Path, monkeypatch, caplog, capfd):
     from mlflow.tracking import MlflowClient
 
