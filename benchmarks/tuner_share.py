@@ -26,21 +26,22 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGGER_S = 60.0
 HV_REFERENCE = (0.5, 1e-4)  # (accuracy, kWh): the quickstart's trials lie within it
 
 
-def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float] = HV_REFERENCE) -> float:
-    """Share of the box from ``ref`` to (accuracy 1, 0 kWh) that (accuracy max, kWh min) points dominate."""
-    good = sorted((e, a) for a, e in points if a > ref[0] and e < ref[1])
-    volume, best = 0.0, ref[0]
-    for i, (energy, accuracy) in enumerate(good):
-        best = max(best, accuracy)
-        upper = good[i + 1][0] if i + 1 < len(good) else ref[1]
-        volume += (upper - energy) * (best - ref[0])
-    return volume / ((1.0 - ref[0]) * ref[1])
+def quickstart_hypervolume(accuracy: Any, kwh: Any) -> float:
+    """Share of the box from :data:`HV_REFERENCE` to (accuracy 1, 0 kWh) that the trials dominate."""
+    from tuner.pareto import hypervolume  # the checkout's own: the same measure in both studies
+
+    points = np.column_stack([np.asarray(accuracy, float), -np.asarray(kwh, float)])
+    area = hypervolume(points, np.array([HV_REFERENCE[0], -HV_REFERENCE[1]]))
+    return area / ((1.0 - HV_REFERENCE[0]) * HV_REFERENCE[1])
 
 
 def child(checkout: Path, seed: int | None = None, parts: bool = False) -> None:
@@ -69,8 +70,7 @@ def child(checkout: Path, seed: int | None = None, parts: bool = False) -> None:
         "median_trial_kwh": float(result.completed["energy_kwh"].median()),
         "best_accuracy": float(result.completed["accuracy"].max()),
         "front_size": len(result.pareto_front),
-        "hypervolume": hypervolume(list(zip(result.completed["accuracy"], result.completed["energy_kwh"],
-                                            strict=True))),
+        "hypervolume": quickstart_hypervolume(result.completed["accuracy"], result.completed["energy_kwh"]),
         **({"cpu_s_per_trial": {k: v / max(1, len(result.trials)) for k, v in spent.items()}, "steps": steps}
            if parts else {}),
     }), flush=True)
