@@ -178,6 +178,7 @@ def _run_cli(study: Path, cluster: LocalCluster) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_whole_gpus_are_exclusive_metered_by_uuid_and_power_limited_then_restored(
     cluster, mlflow_server, fake_gpus: Path, tmp_path: Path
 ):

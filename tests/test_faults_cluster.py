@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 from tests.local_cluster import LocalCluster, WorkerSpec, _kill_sessions
 from tuner.study.files import read_trials_csv
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 import tuner
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 REPORT_FILES = {"report.html", "pareto.html", "pareto.png", "parallel.html", "slices.html", "price_tag.json",
                 "sensitivity.csv", "sensitivity.png", "budget_curve.png", "budget_curve_kwh.csv",
