@@ -406,3 +406,32 @@ def test_the_energy_model_optimises_its_kernel_every_third_trial_and_keeps_it_in
     assert kept == [True, True, False, True, True]  # optimised at 6 and 9 trials; 7, 8, 10, 11 keep them
     held = model.predict(params[11])
     assert held is not None and held.upper_kwh > held.kwh  # a band still, recalibrated on 11 trials
+
+
+def test_an_affordable_draw_is_charged_to_the_tuners_overhead_once():
+    """The replacement's CPU counts in the overhead once: the searcher books it, the gate does not again."""
+    calls: list[float] = []
+
+    class SlowDraws(RandomSearcher):
+        def ask_within(self, previous, affordable):
+            start = time.process_time()
+            while time.process_time() - start < 0.05:  # a draw that costs CPU
+                pass
+            calls.append(time.process_time() - start)
+            return super().ask_within(previous, affordable)
+
+    searcher = SlowDraws(EPOCHS, seed=0)
+    ledger = EnergyLedger(1e9, watts_per_core=10.0, metric="accuracy")
+    gate = BudgetGate(searcher, ledger, max_trials=None)
+    for i in range(3):
+        params = gate.suggest(f"t{i}")
+        result = _beat(KWH_PER_EPOCH * params["epochs"], "completed", accuracy=0.5)
+        ledger.observe(f"t{i}", result)
+        gate.on_trial_complete(f"t{i}", result)
+    gate._refit()
+    proposal = searcher.suggest("t3")
+    prediction = gate._predict(proposal)
+    before = searcher.cpu_seconds
+    gate._cheaper("t3", proposal, prediction, room=prediction.upper_kwh / 2)
+    charged = searcher.cpu_seconds - before
+    assert len(calls) == 1 and calls[0] <= charged < 1.5 * calls[0], (charged, calls)
