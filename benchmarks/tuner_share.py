@@ -98,6 +98,8 @@ def _time_parts() -> tuple[dict[str, float], list]:
 
     wrap(ax_searcher.AxSearcher, "ask", "ask")
     wrap(ax_searcher.AxSearcher, "tell", "tell")
+    wrap(ax_searcher.AxSearcher, "ask_within", "affordable_draws")
+    wrap(budget.BudgetGate, "_predict", "energy_model_predict")
     wrap(budget.BudgetGate, "_refit", "energy_model_fit")
     wrap(study.Study, "save_searcher", "snapshot")
     try:

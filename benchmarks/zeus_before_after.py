@@ -40,6 +40,7 @@ def child(checkout: str, problem_name: str, seed: int, data: str | None) -> None
     from tuner.config import EnergySettings
     from tuner.energy import driver_watts_per_core
 
+    steps = _count_step_tiers()
     problem = zt.load_problem(zt.data_dir(data), problem_name)
     start = time.process_time()
     run = zt.run_strategy(problem, "bo", seed, 0.1, 100, driver_watts_per_core(EnergySettings()))
@@ -50,8 +51,26 @@ def child(checkout: str, problem_name: str, seed: int, data: str | None) -> None
         "problem": problem_name, "seed": seed, "trials": len(run.configs), "cpu_per_step": cpu / len(run.configs),
         "kwh95": None if reach is None else 100 * reach / problem.grid_kwh,
         **{f"hv{b:g}": zt.hv_at(run, hv, b / 100 * problem.grid_kwh) for b in (1, 2, 5)},
-        "final_hv": hv[-1] if hv else 0.0,
+        "final_hv": hv[-1] if hv else 0.0, "steps": steps,
     }), flush=True)
+
+
+def _count_step_tiers() -> dict[str, int]:
+    """BO steps taken per tier (full, lean), counted as the step policy observes them; empty
+    for a checkout older than the step policy."""
+    counts: dict[str, int] = {}
+    try:
+        from tuner.search.step_policy import StepPolicy
+    except ImportError:
+        return counts
+    observe = StepPolicy.observe_step
+
+    def counting(self, tier, cpu_s):  # type: ignore[no-untyped-def]
+        counts[tier.name] = counts.get(tier.name, 0) + 1
+        observe(self, tier, cpu_s)
+
+    StepPolicy.observe_step = counting  # type: ignore[method-assign]
+    return counts
 
 
 def _median_worst(values: list[float | None], worst_is_max: bool) -> str:
@@ -99,7 +118,7 @@ def main() -> None:
                                      f"rerun it alone: {__file__} --child {versions[v]} {problem} {seed}")
                 row = json.loads(out.strip().splitlines()[-1])
                 results[v].append(row)
-                line.append(f"{v} 95 % at {row['kwh95']}, {row['cpu_per_step']:.2f} CPU-s/step")
+                line.append(f"{v} 95 % at {row['kwh95']}, {row['cpu_per_step']:.2f} CPU-s/step, steps {row.get('steps')}")
                 if args.out:
                     with open(args.out, "a") as handle:
                         handle.write(json.dumps({"version": v, **row}) + "\n")

@@ -200,7 +200,7 @@ def test_ax_state_is_restored_and_reconciled_with_the_ledger(tmp_path: Path):
     assert all(math.isfinite(v) for v in nxt.values())
 
 
-def test_the_searcher_snapshot_waits_until_the_trials_since_are_worth_a_hundred_times_its_cost(tmp_path: Path):
+def test_the_searcher_snapshot_waits_until_the_trials_since_are_worth_two_hundred_times_its_cost(tmp_path: Path):
     """A study of short trials does not pay a whole Ax snapshot after each; a long trial still gets one."""
     from types import SimpleNamespace
 
@@ -223,14 +223,14 @@ def test_the_searcher_snapshot_waits_until_the_trials_since_are_worth_a_hundred_
     study.searcher, study.files = Searcher(), SimpleNamespace(searcher=tmp_path / "searcher.json")
     study.ledger = SimpleNamespace(watts_per_core=10.0, trials_kwh=0.0)
     study._snapshot_cpu_s, study._snapshot_trials_kwh = 0.0, None
-    assert SNAPSHOT_SHARE == 0.01
+    assert SNAPSHOT_SHARE == 0.005
     assert study._snapshot_due()  # the first one is always written
     study.save_searcher()
     cost_kwh = study._snapshot_cpu_s * 10.0 / J_PER_KWH
     assert study.searcher.cpu_seconds == study._snapshot_cpu_s > 0  # charged to the tuner's overhead
-    study.ledger.trials_kwh = 50 * cost_kwh  # short trials: the snapshot would cost 2 % of them
+    study.ledger.trials_kwh = 100 * cost_kwh  # short trials: the snapshot would cost 1 % of them
     assert not study._snapshot_due()
-    study.ledger.trials_kwh = 101 * cost_kwh  # a long one on top: now it is worth it
+    study.ledger.trials_kwh = 201 * cost_kwh  # a long one on top: now it is worth it
     assert study._snapshot_due()
     assert len(saved) == 1
 

@@ -6,12 +6,13 @@ free, and it runs in full. Against trials of a CPU-second or two (the tabular qu
 median trial of about 4e-6 kWh, as much as two or three steps) the full step was a fifth of
 the study's kWh. :class:`StepPolicy` decides from the median completed trial's energy:
 
-- while the last full step cost at most :data:`LEAN_ABOVE` of the median trial, every
-  step is the full one (:data:`FULL`), one proposal per step, exactly as before: the
-  search quality the full step buys is worth that much. On the Zeus traces a step costs
-  at most 4 % of the cheapest trial any of the 24 problems holds (1 epoch, smallest batch,
-  lowest power limit, 6.8e-5 kWh), so they are searched in full by construction
-  (``tests/test_step_policy.py`` checks it on the traces themselves);
+- while the last full step cost at most :data:`TARGET_SHARE` of the median trial, every
+  step is the full one (:data:`FULL`), one proposal per step, exactly as before. On the
+  Zeus traces a step of 2 CPU-seconds is at most 1.1 % of the tenth-percentile trial of
+  any of the 24 problems' grids, so a study there whose median trial is not among the
+  cheapest tenth of its grid is searched in full (``tests/test_step_policy.py`` checks
+  it on the traces themselves; ``benchmarks/zeus_before_after.py`` on the cheapest
+  problems, see docs/search.md);
 - otherwise the step turns *lean* (:data:`LEAN`): the GP keeps its hyperparameters (only
   conditioned on the new trials, re-optimised when the data has grown by half), no
   baseline pruning, fewer MC samples, raw samples and restarts; and it proposes a *batch*
@@ -34,11 +35,15 @@ from typing import Any
 
 from tuner.energy import J_PER_KWH
 
-TARGET_SHARE = 0.03
-"""A lean step's energy per proposal, as a share of the median completed trial's (issue 21's goal)."""
+TARGET_SHARE = 0.02
+"""Most a BO step may cost per proposal, as a share of the median completed trial's energy.
+Issue 21's goal is the tuner at most 3 % of a study's kWh: the step gets 2 points of it,
+the energy model's upkeep (:data:`UPKEEP_SHARE`) and the optimiser's snapshots
+(``tuner.study.study.SNAPSHOT_SHARE``) half a point each, and booking results (Ax's
+``tell``, the energy model's conditioning) takes the rest."""
 
-LEAN_ABOVE = 0.1
-"""The full step is kept while it costs at most this share of the median completed trial."""
+UPKEEP_SHARE = 0.005
+"""Most the energy model's kernel optimisation may cost, per trial, as a share of the median trial."""
 
 MAX_BATCH = 4
 """Most proposals one lean step makes. A batch is chosen with its members pending, as
@@ -100,9 +105,8 @@ class StepPolicy:
     """
 
     def __init__(self, share: float = TARGET_SHARE, watts_per_core: float = DEFAULT_WATTS_PER_CORE,
-                 max_batch: int = MAX_BATCH, step_cpu_s: float | None = None, lean_above: float = LEAN_ABOVE) -> None:
+                 max_batch: int = MAX_BATCH, step_cpu_s: float | None = None) -> None:
         self.share, self.watts_per_core, self.max_batch = share, watts_per_core, max(1, int(max_batch))
-        self.lean_above = lean_above
         self.fixed_step_cpu_s = step_cpu_s
         self.trial_kwh: list[float] = []  # completed trials' energies
         self.last_cpu_s: dict[str, float] = {}  # tier name -> CPU of its last step (all its proposals)
@@ -129,12 +133,12 @@ class StepPolicy:
 
     def choose(self) -> Step:
         return choose(self.step_kwh(FULL), self.step_kwh(LEAN), self.median_trial_kwh(), self.share,
-                      self.max_batch, self.lean_above)
+                      self.max_batch)
 
 
 def choose(full_kwh: float | None, lean_kwh: float | None, median_trial_kwh: float | None,
-           share: float = TARGET_SHARE, max_batch: int = MAX_BATCH, lean_above: float = LEAN_ABOVE) -> Step:
-    """The step to take: full while it costs at most ``lean_above`` of the median trial, else
+           share: float = TARGET_SHARE, max_batch: int = MAX_BATCH) -> Step:
+    """The step to take: full while it costs at most ``share`` of the median trial, else
     lean, with a batch large enough to bring its energy per proposal to ``share`` of it (capped).
 
     ``full_kwh`` and ``lean_kwh`` are what one step of each tier is expected to cost;
@@ -142,25 +146,25 @@ def choose(full_kwh: float | None, lean_kwh: float | None, median_trial_kwh: flo
     """
     if full_kwh is None or median_trial_kwh is None or median_trial_kwh <= 0:
         return Step(FULL)
-    if full_kwh <= max(lean_above, share) * median_trial_kwh:
+    if full_kwh <= share * median_trial_kwh:
         return Step(FULL)
     per_step = lean_kwh if lean_kwh is not None else full_kwh
     return Step(LEAN, max(1, min(max_batch, math.ceil(per_step / (share * median_trial_kwh)))))
 
 
 def upkeep_every(cost_kwh: float | None, median_trial_kwh: float | None, trials: int, least: int,
-                 share: float = TARGET_SHARE, lean_above: float = LEAN_ABOVE) -> int:
+                 share: float = UPKEEP_SHARE) -> int:
     """Trials between two runs of a periodic upkeep (the energy model's optimisation) that costs ``cost_kwh``.
 
-    ``least`` (its own default) while it costs at most ``lean_above`` of the median trial,
+    ``least`` (its own default) while it costs at most ``share`` of the median trial,
     as the full BO step is kept; otherwise as many trials as bring it to ``share`` of
     each, but never more than half the ``trials`` it was last run on, so that it still
     runs whenever the data has grown by half.
     """
     if cost_kwh is None or median_trial_kwh is None or median_trial_kwh <= 0 \
-            or cost_kwh <= lean_above * median_trial_kwh:
+            or cost_kwh <= share * median_trial_kwh:
         return least
     return max(least, min(math.ceil(cost_kwh / (share * median_trial_kwh)), trials // 2))
 
 
-__all__ = ["FULL", "LEAN", "LEAN_ABOVE", "MAX_BATCH", "TARGET_SHARE", "Step", "StepPolicy", "StepTier", "choose", "upkeep_every"]
+__all__ = ["FULL", "LEAN", "MAX_BATCH", "TARGET_SHARE", "UPKEEP_SHARE", "Step", "StepPolicy", "StepTier", "choose", "upkeep_every"]

@@ -46,7 +46,7 @@ logger = logging.getLogger("tuner")
 quiet_ax_logging()  # the report's surrogate imports Ax even for grid studies
 
 # what must match for a resumed study to be the same study
-SNAPSHOT_SHARE = 0.01  # the searcher's snapshot may cost this share of the trials' kWh it protects
+SNAPSHOT_SHARE = 0.005  # the searcher's snapshot may cost this share of the trials' kWh it protects (of the tuner's 3 %: tuner.search.step_policy)
 _SAME_STUDY_FIELDS = ("objective", "search_space", "metric", "mode", "strategy", "seed", "grid_resolution")
 _INTERRUPTED = ("interrupted: the driver stopped while this trial ran; its energy up to its last "
                 "recorded heartbeat is counted")
